@@ -1,0 +1,1 @@
+"""The lazy API and the task-graph format (see ``spec`` for the format)."""

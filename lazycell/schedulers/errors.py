@@ -1,0 +1,138 @@
+"""How a failing task reaches the user: their own exception, with the task named.
+
+Every scheduler raises the exception the user's function raised (same type,
+same object where it can be), with a note naming the task — key and function —
+and attributes that the IPython extension uses to re-run the task in place:
+
+- ``exc.lazycell_task_key`` / ``exc.lazycell_function``: which task failed;
+- ``exc.lazycell_remote_traceback``: the traceback text from another process;
+- ``exc.lazycell_rerun``: a zero-argument callable that runs the failing task
+  again in the calling thread with its real inputs (set when those inputs are
+  still at hand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from lazycell.graph.spec import TaskSpec, describe_task, run_task
+
+
+class TaskError(Exception):
+    """A task failed with an exception that could not be brought back as itself."""
+
+
+class RemoteTraceback(Exception):
+    """Carries the text of a traceback from a worker process (shown as the cause)."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n\n--- traceback in the worker ---\n" + self.text.rstrip()
+
+
+def annotate_task_error(
+    exc: BaseException,
+    key: Hashable,
+    spec: TaskSpec | None,
+    scheduler: str,
+    rerun: Callable[[], object] | None = None,
+) -> BaseException:
+    """Name the failed task on ``exc`` (once) and keep how to re-run it."""
+    if getattr(exc, "lazycell_task_key", None) is None:
+        note = f"lazycell: {describe_task(key, spec)} failed on the {scheduler} scheduler"
+        try:
+            exc.lazycell_task_key = key
+            exc.lazycell_function = spec.function_name if spec is not None else None
+            exc.lazycell_scheduler = scheduler
+        except AttributeError:  # exceptions with __slots__
+            pass
+        if hasattr(exc, "add_note"):
+            exc.add_note(note)
+        elif not exc.args or not isinstance(exc.args[0], str):
+            exc.args = (note, *exc.args)
+    if rerun is not None:
+        try:
+            exc.lazycell_rerun = rerun
+        except AttributeError:
+            pass
+    return exc
+
+
+def make_rerun(spec: TaskSpec, inputs: dict) -> Callable[[], object]:
+    """A callable that runs one task again, here, with the inputs it failed on."""
+
+    def rerun_task_locally():
+        return run_task(spec, inputs)
+
+    return rerun_task_locally
+
+
+def rerun_locally_and_raise(exc: BaseException, key, spec: TaskSpec, inputs: dict, scheduler):
+    """``rerun_exceptions_locally=True``: raise the failure from a run in this thread.
+
+    The re-raised exception carries the real frames of the user's function, so
+    ``pdb.post_mortem`` lands in it. If the re-run succeeds (a flaky or
+    environment-dependent failure) the original error is raised with a note.
+    """
+    try:
+        run_task(spec, inputs)
+    except Exception as local_exc:
+        annotate_task_error(local_exc, key, spec, scheduler + ", re-run locally")
+        remote = exc.__cause__ if isinstance(exc.__cause__, RemoteTraceback) else None
+        raise local_exc from remote
+    note = (
+        f"lazycell: re-running {describe_task(key, spec)} in the calling thread did not "
+        "fail; the error above happened only on the worker"
+    )
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    raise exc
+
+
+class SerializationError(TypeError):
+    """A task's function, argument or result could not be pickled for another process."""
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process died while running tasks of this compute."""
+
+
+def rebuild_remote_exception(payload: tuple) -> BaseException:
+    """Turn a worker's failure payload back into the user's exception.
+
+    ``payload`` is ``(exception or None, traceback text, type name, message)``.
+    The exception comes back as itself when it pickles; otherwise as the same
+    type rebuilt from its message when that works, else as :class:`TaskError`.
+    The remote traceback is attached as the cause, the way
+    ``concurrent.futures`` shows errors from process pools.
+    """
+    exc, tb_text, type_name, message = payload
+    if exc is None:
+        exc = _same_type_from_message(type_name, message)
+    if tb_text:
+        exc.__cause__ = RemoteTraceback(tb_text)
+        try:
+            exc.lazycell_remote_traceback = tb_text
+        except AttributeError:
+            pass
+    return exc
+
+
+def _same_type_from_message(type_name: str, message: str) -> BaseException:
+    if type_name == "lazycell.SerializationError":
+        return SerializationError(message)
+    module_name, _, qualname = type_name.rpartition(".")
+    try:
+        import importlib
+
+        obj = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            return obj(message)
+    except Exception:
+        pass
+    return TaskError(f"{type_name}: {message}")
