@@ -16,6 +16,21 @@ from lazycell.schedulers.errors import SerializationError, TaskError, WorkerDied
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext lazycell``: register the magics (see ``lazycell.kernel_ext``)."""
+    from lazycell.kernel_ext import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext lazycell``: remove the magics and stop what they started."""
+    from lazycell.kernel_ext import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 __all__ = [
     "Delayed",
     "SerializationError",

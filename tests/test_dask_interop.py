@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import subprocess
@@ -22,6 +23,7 @@ import dask
 import dask.array as da
 import dask.bag as db
 import dask.dataframe as dd
+import dask.local
 import numpy as np
 import pandas as pd
 import pytest
@@ -570,3 +572,29 @@ def test_computing_plain_lazycell_graph_does_not_import_dask(scheduler):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def _identity_args(*args):
+    return args
+
+
+_Pair = collections.namedtuple("_Pair", "x y")
+
+
+@pytest.mark.parametrize(
+    "graph",
+    [
+        {"a": 1, "b": (_identity_args, ("a", 2))},
+        {"a": 1, "b": (_identity_args, {"a", 2})},
+        {"a": 1, "b": (_identity_args, frozenset({"a", 3}))},
+        {"a": 1, "b": (_identity_args, ((inc, "a"), 2))},
+        {"a": 1, "b": (_identity_args, {"k": "a"})},
+        {"a": 1, "b": (_identity_args, _Pair("a", 3))},
+        {"a": 1, "b": ("a", 5)},
+        {"a": 1, "b": ["a", (inc, "a"), ("a", ["a"])]},
+    ],
+    ids=["tuple", "set", "frozenset", "inner-task", "dict-literal", "namedtuple",
+         "top-tuple", "top-list"],
+)
+def test_legacy_containers_are_read_as_current_dask_reads_them(graph, scheduler):
+    assert lc.get(graph, "b", scheduler=scheduler) == dask.local.get_sync(graph, "b")

@@ -223,9 +223,12 @@ def is_dask_node(value) -> bool:
 def specs_from_dask(dsk: Mapping) -> dict:
     """Convert a dask graph (legacy tuples and/or ``_task_spec`` nodes) to specs.
 
-    Follows dask's get-function semantics: a tuple whose first item is callable
-    is a task; a hashable argument equal to a key of the graph is a reference
-    to that key's result; lists are traversed; anything else is literal.
+    Follows current dask's reading of legacy graphs (``convert_legacy_task``):
+    a tuple whose first item is callable is a task; an argument equal to a key
+    of the graph (int, float, str or tuple) is a reference to that key's
+    result; lists, tuples and sets are searched for keys and tasks; anything
+    else (dicts included) is literal. A key whose value is its own name is
+    dropped, as dask does, so asking for it is a ``KeyError``.
     """
     if hasattr(dsk, "to_dict") and not isinstance(dsk, dict):  # HighLevelGraph
         dsk = dsk.to_dict()
@@ -234,67 +237,107 @@ def specs_from_dask(dsk: Mapping) -> dict:
     keys = dsk  # membership test against the graph itself
     out = {}
     for key, value in dsk.items():
-        out[key] = _spec_from_dask_value(key, value, keys)
+        spec = _spec_from_dask_value(key, value, keys)
+        if spec is not None:
+            out[key] = spec
     return out
 
 
-def _spec_from_dask_value(key, value, keys) -> TaskSpec:
+def _spec_from_dask_value(key, value, keys) -> TaskSpec | None:
     t = type(value)
     if t is tuple and value and callable(value[0]):
-        args = value[1:]
+        # The hot path of graph conversion: scalar keys and literals are handled
+        # inline; anything that nests goes through _convert_legacy_arg.
         deps: list = []
         nested = False
         converted = []
-        for a in args:
-            c = _convert_legacy_arg(a, keys)
-            if type(c) is Ref:
-                deps.append(c.key)
-            elif c is not a:
+        for a in value[1:]:
+            ta = type(a)
+            if ta is int or ta is str or ta is float or ta is bytes:
+                if a in keys:
+                    deps.append(a)
+                    converted.append(Ref(a))
+                else:
+                    converted.append(a)
+                continue
+            c = _convert_legacy_arg(a, keys, deps)
+            if c is not a:
                 nested = True
-                _collect_refs(c, deps)
             converted.append(c)
-        return TaskSpec(NESTED if nested else CALL, value[0], tuple(converted), None, _unique(deps))
-    if t is list:
-        converted = _convert_legacy_arg(value, keys)
-        if converted is value:
-            return data_spec(value)
-        return container_spec(converted)
+        # deps may repeat a key; every count in the core is per occurrence, so
+        # repeats are harmless and de-duplicating here is not worth its cost.
+        return TaskSpec(NESTED if nested else CALL, value[0], tuple(converted), None, tuple(deps))
     if is_dask_node(value):
         return _spec_from_dask_node(key, value)
     try:
-        if value in keys and value != key:
-            return alias_spec(value)
+        if value in keys:
+            return None if value == key else alias_spec(value)
     except TypeError:  # unhashable literal
         pass
+    if t is list or t is tuple or t is set or t is frozenset:
+        deps = []
+        converted = _convert_legacy_arg(value, keys, deps)
+        if converted is not value:
+            return TaskSpec(NESTED, None, converted, None, tuple(deps))
     return data_spec(value)
 
 
-def _convert_legacy_arg(a, keys):
-    """Return ``a`` itself when it holds no refs or tasks (so callers test ``is``)."""
+def _rebuild_namedtuple(typ, items: tuple):
+    return typ(*items)
+
+
+def _convert_legacy_arg(a, keys, deps: list):
+    """``a`` with keys turned into Refs (appended to ``deps``) and tasks into Calls.
+
+    Returns ``a`` itself when it holds no refs or tasks (so callers test ``is``).
+    """
     t = type(a)
     if t is str or t is int or t is bytes or t is float:
-        return Ref(a) if a in keys else a
-    if t is tuple:
-        if a and callable(a[0]):
-            return Call(a[0], tuple(_convert_legacy_arg(x, keys) for x in a[1:]))
+        if a in keys:
+            deps.append(a)
+            return Ref(a)
+        return a
+    if t is list:
+        changed = False
+        items = []
+        for x in a:
+            tx = type(x)
+            if tx is str or tx is int:
+                if x in keys:
+                    deps.append(x)
+                    items.append(Ref(x))
+                    changed = True
+                else:
+                    items.append(x)
+                continue
+            c = _convert_legacy_arg(x, keys, deps)
+            changed |= c is not x
+            items.append(c)
+        return items if changed else a
+    if isinstance(a, tuple):
+        namedtuple = t is not tuple and hasattr(t, "_fields")
+        if a and not namedtuple and callable(a[0]):
+            return Call(a[0], tuple([_convert_legacy_arg(x, keys, deps) for x in a[1:]]))
         try:
             if a in keys:
+                deps.append(a)
                 return Ref(a)
         except TypeError:
             pass
-        return a
-    if t is list:
-        items = [_convert_legacy_arg(x, keys) for x in a]
+        items = [_convert_legacy_arg(x, keys, deps) for x in a]
         if all(x is y for x, y in zip(items, a)):
             return a
-        return items
+        if namedtuple:
+            return Call(_rebuild_namedtuple, (t, tuple(items)))
+        return tuple(items)
+    if t is set or t is frozenset:
+        items = [_convert_legacy_arg(x, keys, deps) for x in a]
+        if all(x is y for x, y in zip(items, a)):
+            return a
+        return t(items)
     if is_dask_node(a):
+        deps.extend(a.dependencies)
         return _foreign_inline(a)
-    try:
-        if isinstance(a, Hashable) and a in keys:
-            return Ref(a)
-    except TypeError:
-        pass
     return a
 
 

@@ -41,8 +41,16 @@ def order_graph(graph: Mapping[Hashable, TaskSpec], outputs: Sequence[Hashable])
     Raises ``KeyError`` for a requested or depended-on key missing from the graph
     and ``ValueError`` for a cycle. Iterative, so 100,000-deep chains are fine.
     """
+    return order_and_count_dependents(graph, outputs)[0]
+
+
+def order_and_count_dependents(
+    graph: Mapping[Hashable, TaskSpec], outputs: Sequence[Hashable]
+) -> tuple[list, dict]:
+    """``order_graph`` plus, in the same walk, key -> number of dependents (the refcount)."""
     ENTERED, DONE = 1, 2
     state: dict = {}
+    n_dependents: dict = {}
     order: list = []
     stack: list = []
     for out in reversed(outputs):
@@ -57,6 +65,7 @@ def order_graph(graph: Mapping[Hashable, TaskSpec], outputs: Sequence[Hashable])
             deps = graph[key].deps
             if deps:
                 for dep in reversed(deps):
+                    n_dependents[dep] = n_dependents.get(dep, 0) + 1
                     ds = state.get(dep)
                     if ds is None:
                         if dep not in graph:
@@ -71,7 +80,7 @@ def order_graph(graph: Mapping[Hashable, TaskSpec], outputs: Sequence[Hashable])
             if s == ENTERED:
                 state[key] = DONE
                 order.append(key)
-    return order
+    return order, n_dependents
 
 
 def count_dependents(graph: Mapping[Hashable, TaskSpec], order: list) -> dict:

@@ -80,7 +80,8 @@ def _send_results(conn: Connection, dumps, batch_id, done: bool, items: list) ->
                 f"cannot be pickled to send it back from the worker process ({exc}); "
                 "return picklable data, or use the threads scheduler"
             )
-            safe.append((key, False, (None, "", "lazycell.SerializationError", message), start, stop))
+            failure = (None, "", "lazycell.SerializationError", message)
+            safe.append((key, False, failure, start, stop))
     conn.send_bytes(dumps(("results", batch_id, done, safe)))
 
 

@@ -13,7 +13,7 @@ from time import perf_counter
 
 from lazycell.diagnostics.events import BUS
 from lazycell.graph.spec import CALL, Ref, TaskSpec, run_task
-from lazycell.schedulers.core import count_dependents, order_graph
+from lazycell.schedulers.core import count_dependents, order_and_count_dependents
 from lazycell.schedulers.errors import annotate_task_error, make_rerun
 
 WORKER_NAME = "main-thread"
@@ -35,11 +35,11 @@ class SyncScheduler:
         *,
         rerun_exceptions_locally: bool = False,
     ) -> dict:
-        order = order_graph(graph, outputs)
+        order, n_dependents = order_and_count_dependents(graph, outputs)
         recorder = BUS.start_compute(order, self.name, 1)
         status = "error"
         try:
-            results = run_in_order(graph, order, outputs, recorder)
+            results = run_in_order(graph, order, outputs, recorder, n_dependents=n_dependents)
             status = "ok"
             return results
         except KeyboardInterrupt:
@@ -49,9 +49,16 @@ class SyncScheduler:
             BUS.end_compute(recorder, status)
 
 
-def run_in_order(graph, order, outputs, recorder=None, scheduler_name="sync") -> dict:
-    """Run ``order`` here; returns ``{output key: result}``."""
-    waiting_data = count_dependents(graph, order)
+def run_in_order(
+    graph, order, outputs, recorder=None, scheduler_name="sync", n_dependents=None
+) -> dict:
+    """Run ``order`` here; returns ``{output key: result}``.
+
+    ``n_dependents`` (key -> dependents in ``order``) is counted here if not given.
+    """
+    if n_dependents is None:
+        n_dependents = count_dependents(graph, order)
+    waiting_data = n_dependents
     outputs = set(outputs)
     data: dict = {}
     key = spec = None

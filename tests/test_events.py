@@ -1,0 +1,137 @@
+"""The event stream every scheduler emits, and the text progress bar built on it."""
+
+import io
+import time
+
+import pytest
+
+import lazycell as lc
+from lazycell.diagnostics import (
+    ComputeFinished,
+    GraphSubmitted,
+    TaskErred,
+    TaskFinished,
+    TaskStarted,
+)
+
+
+def inc(x):
+    return x + 1
+
+
+def fail(x):
+    raise ValueError(f"bad {x}")
+
+
+def nap(x):
+    time.sleep(0.05)
+    return x
+
+
+def collect(compute):
+    events = []
+    with lc.diagnostics.subscribe(events.extend):
+        compute()
+    return events
+
+
+def test_a_compute_emits_submitted_started_finished_and_compute_finished(scheduler):
+    leaves = [lc.delayed(inc, name="leaf")(i) for i in range(20)]
+    total = lc.delayed(sum, name="total")(leaves)
+    events = collect(lambda: total.compute(scheduler=scheduler))
+
+    submitted = [e for e in events if isinstance(e, GraphSubmitted)]
+    assert len(submitted) == 1
+    assert submitted[0].n_tasks == 21
+    assert submitted[0].groups == {"leaf": 20, "total": 1}
+    assert submitted[0].scheduler == scheduler
+
+    finished = [e for e in events if isinstance(e, TaskFinished)]
+    started = [e for e in events if isinstance(e, TaskStarted)]
+    assert {e.key for e in finished} == {total.key, *(leaf.key for leaf in leaves)}
+    assert {e.key for e in started} == {e.key for e in finished}
+    assert all(e.stop >= e.start for e in finished)
+    assert all(e.nbytes > 0 for e in finished)
+
+    assert isinstance(events[-1], ComputeFinished)
+    assert events[-1].status == "ok" and events[-1].n_done == 21
+
+
+def test_worker_ids_name_the_thread_or_process_that_ran_the_task(scheduler):
+    tasks = [lc.delayed(nap)(i) for i in range(8)]
+    events = collect(lambda: lc.compute(tasks, scheduler=scheduler, num_workers=2))
+    workers = {e.worker for e in events if isinstance(e, TaskFinished)}
+    expected = {
+        "sync": {"main-thread"},
+        "threads": {"thread-0", "thread-1"},
+        "processes": {"process-0", "process-1"},
+    }[scheduler]
+    assert workers <= expected
+    if scheduler != "sync":
+        assert len(workers) == 2, "both workers took tasks"
+
+
+def test_a_failure_emits_task_erred_and_an_error_status(scheduler):
+    bad = lc.delayed(fail)(7)
+    events = []
+    with lc.diagnostics.subscribe(events.extend):
+        with pytest.raises(ValueError):
+            bad.compute(scheduler=scheduler)
+    erred = [e for e in events if isinstance(e, TaskErred)]
+    assert [e.key for e in erred] == [bad.key]
+    assert erred[0].error == "ValueError: bad 7"
+    assert events[-1].status == "error"
+
+
+def test_events_arrive_while_the_compute_is_still_running():
+    arrival = []
+
+    def listener(events):
+        arrival.extend((time.monotonic(), e) for e in events)
+
+    tasks = [lc.delayed(nap)(i) for i in range(30)]  # ~0.75 s on 2 threads
+    with lc.diagnostics.subscribe(listener):
+        lc.compute(tasks, scheduler="threads", num_workers=2)
+        end = time.monotonic()
+    early = [e for t, e in arrival if isinstance(e, TaskFinished) and t < end - 0.1]
+    assert early, "some task events were delivered before the compute returned"
+
+
+def test_no_listener_means_no_recording():
+    assert lc.diagnostics.BUS.start_compute(["a"], "sync", 1) is None
+
+
+def test_a_broken_listener_does_not_break_the_compute(capsys):
+    def broken(events):
+        raise RuntimeError("view bug")
+
+    with lc.diagnostics.subscribe(broken):
+        assert lc.delayed(inc)(1).compute(scheduler="sync") == 2
+    assert "view bug" in capsys.readouterr().err
+
+
+def test_progress_bar_shows_the_finished_total(scheduler):
+    out = io.StringIO()
+    tasks = [lc.delayed(inc)(i) for i in range(50)]
+    with lc.diagnostics.ProgressBar(out=out):
+        lc.compute(tasks, scheduler=scheduler)
+    final = out.getvalue().rstrip("\n").split("\r")[-1]
+    assert "100% Completed" in final and "50/50 tasks" in final
+
+
+def test_progress_bar_redraws_during_a_long_compute():
+    out = io.StringIO()
+    tasks = [lc.delayed(nap)(i) for i in range(20)]
+    with lc.diagnostics.ProgressBar(out=out, dt=0.05):
+        lc.compute(tasks, scheduler="threads", num_workers=2)
+    frames = [f for f in out.getvalue().split("\r") if f.strip()]
+    assert len(frames) >= 3
+    assert any("/20 tasks" in f and "20/20" not in f for f in frames), "a partial frame"
+
+
+def test_progress_bar_says_failed_on_error():
+    out = io.StringIO()
+    with lc.diagnostics.ProgressBar(out=out):
+        with pytest.raises(ValueError):
+            lc.delayed(fail)(1).compute(scheduler="sync")
+    assert "Failed" in out.getvalue()
