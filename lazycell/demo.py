@@ -33,8 +33,10 @@ def main() -> None:
     n = 2000
     result = tree_sum([square(i) for i in range(n)])
     expected = sum(i * i for i in range(n))
-    print(f"lazycell {lc.__version__}: sum of squares below {n} as a graph of "
-          f"{len(lc.graph_of(result))} tasks (expected {expected})")
+    print(
+        f"lazycell {lc.__version__}: sum of squares below {n} as a graph of "
+        f"{len(lc.graph_of(result))} tasks (expected {expected})"
+    )
     for scheduler in ("sync", "threads", "processes"):
         print(f"\n--- scheduler={scheduler}")
         start = time.perf_counter()

@@ -202,3 +202,17 @@ def test_building_and_computing_a_long_chain_has_no_recursion_limit():
 def test_unknown_compute_option_is_a_clear_error():
     with pytest.raises(TypeError, match="unknown option"):
         inc(1).compute(num_wokers=2)
+
+
+def test_persist_of_several_objects_computes_shared_inputs_once():
+    calls = []
+
+    @lc.delayed
+    def load(x):
+        calls.append(x)
+        return x
+
+    shared = load(2)
+    first, second = lc.persist(inc(shared), add(shared, 10), scheduler="threads")
+    assert (first.compute(), second.compute()) == (3, 12)
+    assert calls == [2]

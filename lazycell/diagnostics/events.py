@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
+from contextlib import contextmanager
 from typing import NamedTuple
 
 
@@ -244,6 +245,24 @@ class EventBus:
                 if recorder in self._recorders:
                     self._recorders.remove(recorder)
             self._deliver(events)
+
+    @contextmanager
+    def recording(self, keys, scheduler: str, n_workers: int):
+        """``with BUS.recording(order, name, n) as recorder:`` around one compute.
+
+        Yields the recorder (None when no one listens) and always closes the
+        compute with status "ok", "error" or "cancelled" (KeyboardInterrupt).
+        """
+        recorder = self.start_compute(keys, scheduler, n_workers)
+        status = "error"
+        try:
+            yield recorder
+            status = "ok"
+        except KeyboardInterrupt:
+            status = "cancelled"
+            raise
+        finally:
+            self.end_compute(recorder, status)
 
     def _dispatch_loop(self) -> None:
         while True:

@@ -194,11 +194,13 @@ def persist(*args, scheduler=None, **options) -> tuple:
     what they hold. Dask collections are persisted by dask with our scheduler.
     """
     _check_options(options, "persist")
+    lazy = [obj for obj in args if isinstance(obj, Delayed)]
+    values = compute(*lazy, scheduler=scheduler, **options) if lazy else ()
+    held = {id(obj): value for obj, value in zip(lazy, values)}
     out = []
     for obj in args:
         if isinstance(obj, Delayed):
-            (value,) = compute(obj, scheduler=scheduler, **options)
-            out.append(Delayed(obj.key, data_spec(value), (), obj._length))
+            out.append(Delayed(obj.key, data_spec(held[id(obj)]), (), obj._length))
         elif _is_dask_collection(obj):
             import dask
 

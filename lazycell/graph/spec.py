@@ -411,4 +411,3 @@ def describe_task(key, spec: TaskSpec | None) -> str:
     if spec is None:
         return f"task {key!r}"
     return f"task {key!r} (function {spec.function_name})"
-

@@ -51,50 +51,49 @@ class ExecutorScheduler:
     ) -> dict:
         order = order_graph(graph, outputs)
         state = GraphRun(graph, order, outputs)
-        recorder = BUS.start_compute(order, self.name, self.n_workers)
         completed: queue.SimpleQueue = queue.SimpleQueue()
         futures = {}
-        status = "error"
-        try:
-            while not state.all_done:
-                while state.ready and state.running < self.n_workers:
-                    key = state.pop_ready()
-                    spec = graph[key]
-                    if spec.kind == DATA or spec.kind == ALIAS:
-                        state.finish_task(key, run_task(spec, state.data))
-                        continue
-                    future = self.executor.submit(_timed_run_task, spec, state.inputs_of(key))
-                    futures[key] = future
-                    future.add_done_callback(lambda f, key=key: completed.put((key, f)))
-                if state.all_done:
-                    break
-                key, future = completed.get()
-                del futures[key]
-                exc = future.exception()
-                if exc is not None:
-                    if recorder is not None:
-                        now = perf_counter()
-                        recorder.erred(key, "executor", now, now, exc)
-                    spec = graph[key]
-                    inputs = state.inputs_of(key)
-                    annotate_task_error(exc, key, spec, self.name, make_rerun(spec, inputs))
-                    if rerun_exceptions_locally and isinstance(exc, Exception):
-                        rerun_locally_and_raise(exc, key, spec, inputs, self.name)
-                    raise exc
-                result, start, stop, worker = future.result()
-                if recorder is not None:
-                    recorder.started(key, worker, start)
-                    recorder.finished(key, worker, start, stop, result)
-                state.finish_task(key, result)
-            status = "ok"
+        with BUS.recording(order, self.name, self.n_workers) as recorder:
+            try:
+                self._drive(state, recorder, completed, futures, rerun_exceptions_locally)
+            finally:
+                for future in futures.values():
+                    future.cancel()
             return state.results()
-        except KeyboardInterrupt:
-            status = "cancelled"
-            raise
-        finally:
-            for future in futures.values():
-                future.cancel()
-            BUS.end_compute(recorder, status)
+
+    def _drive(self, state, recorder, completed, futures, rerun_exceptions_locally) -> None:
+        """Submit ready tasks, take finished ones, until the graph is done."""
+        graph = state.graph
+        while not state.all_done:
+            while state.ready and state.running < self.n_workers:
+                key = state.pop_ready()
+                spec = graph[key]
+                if spec.kind == DATA or spec.kind == ALIAS:
+                    state.finish_task(key, run_task(spec, state.data))
+                    continue
+                future = self.executor.submit(_timed_run_task, spec, state.inputs_of(key))
+                futures[key] = future
+                future.add_done_callback(lambda f, key=key: completed.put((key, f)))
+            if state.all_done:
+                break
+            key, future = completed.get()
+            del futures[key]
+            exc = future.exception()
+            if exc is not None:
+                if recorder is not None:
+                    now = perf_counter()
+                    recorder.erred(key, "executor", now, now, exc)
+                spec = graph[key]
+                inputs = state.inputs_of(key)
+                annotate_task_error(exc, key, spec, self.name, make_rerun(spec, inputs))
+                if rerun_exceptions_locally and isinstance(exc, Exception):
+                    rerun_locally_and_raise(exc, key, spec, inputs, self.name)
+                raise exc
+            result, start, stop, worker = future.result()
+            if recorder is not None:
+                recorder.started(key, worker, start)
+                recorder.finished(key, worker, start, stop, result)
+            state.finish_task(key, result)
 
 
 def _timed_run_task(spec: TaskSpec, inputs: dict):

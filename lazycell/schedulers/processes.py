@@ -261,19 +261,9 @@ class ProcessesScheduler:
         pool = self.pool
         with pool.lock:
             pool.ensure_ready()
-            recorder = BUS.start_compute(order, self.name, self.n_workers)
-            status = "error"
-            try:
-                results = _ProcessRun(pool, GraphRun(graph, order, outputs), recorder).drive(
-                    rerun_exceptions_locally
-                )
-                status = "ok"
-                return results
-            except KeyboardInterrupt:
-                status = "cancelled"
-                raise
-            finally:
-                BUS.end_compute(recorder, status)
+            with BUS.recording(order, self.name, self.n_workers) as recorder:
+                run = _ProcessRun(pool, GraphRun(graph, order, outputs), recorder)
+                return run.drive(rerun_exceptions_locally)
 
 
 class _ProcessRun:

@@ -36,17 +36,8 @@ class SyncScheduler:
         rerun_exceptions_locally: bool = False,
     ) -> dict:
         order, n_dependents = order_and_count_dependents(graph, outputs)
-        recorder = BUS.start_compute(order, self.name, 1)
-        status = "error"
-        try:
-            results = run_in_order(graph, order, outputs, recorder, n_dependents=n_dependents)
-            status = "ok"
-            return results
-        except KeyboardInterrupt:
-            status = "cancelled"
-            raise
-        finally:
-            BUS.end_compute(recorder, status)
+        with BUS.recording(order, self.name, 1) as recorder:
+            return run_in_order(graph, order, outputs, recorder, n_dependents=n_dependents)
 
 
 def run_in_order(

@@ -31,7 +31,7 @@ from concurrent.futures import Executor
 from time import perf_counter
 
 from lazycell.diagnostics.events import BUS
-from lazycell.graph.spec import CALL, Ref, TaskSpec, run_task
+from lazycell.graph.spec import TaskSpec, run_task
 from lazycell.schedulers.core import GraphRun, order_graph
 from lazycell.schedulers.errors import annotate_task_error, make_rerun, rerun_locally_and_raise
 from lazycell.schedulers.sync import run_in_order
@@ -129,17 +129,7 @@ class ThreadRun:
                     if recorder is not None:
                         start = perf_counter()
                         recorder.started(key, worker, start)
-                    if spec.kind == CALL:
-                        if spec.deps:
-                            args = [data[a.key] if type(a) is Ref else a for a in spec.args]
-                        else:
-                            args = spec.args
-                        if spec.kwargs:
-                            result = spec.func(*args, **spec.kwargs)
-                        else:
-                            result = spec.func(*args)
-                    else:
-                        result = run_task(spec, data)
+                    result = run_task(spec, data)
                     if recorder is not None:
                         recorder.finished(key, worker, start, perf_counter(), result)
                 except BaseException as exc:
@@ -196,12 +186,9 @@ class ThreadsScheduler:
         order = order_graph(graph, outputs)
         if in_pool_thread():
             return run_in_order(graph, order, outputs, None, "threads (nested, in-thread)")
-        recorder = BUS.start_compute(order, self.name, self.n_workers)
-        run = ThreadRun(graph, order, outputs, recorder)
-        status = "error"
-        try:
+        with BUS.recording(order, self.name, self.n_workers) as recorder:
+            run = ThreadRun(graph, order, outputs, recorder)
             if run.state.all_done:
-                status = "ok"
                 return {}
             n_threads = min(self.n_workers, len(order))
             for i in range(n_threads):
@@ -214,7 +201,6 @@ class ThreadsScheduler:
                 run.finished.wait()
             except BaseException:
                 run.cancel()
-                status = "cancelled"
                 raise
             if run.error is not None:
                 key, exc, inputs = run.error
@@ -224,10 +210,7 @@ class ThreadsScheduler:
                     rerun_locally_and_raise(exc, key, spec, inputs, self.name)
                 annotate_task_error(exc, key, spec, self.name, make_rerun(spec, inputs))
                 raise exc
-            status = "ok"
             return run.state.results()
-        finally:
-            BUS.end_compute(recorder, status)
 
 
 def _bind(work, worker_name):
