@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-demo: $(STAMP)  ## compute one graph on each scheduler, print results and times
+demo: $(STAMP)  ## one graph on each scheduler, then run the quickstart notebook
 	$(BIN)/python -m lazycell.demo
+	$(BIN)/jupyter nbconvert --to notebook --execute notebooks/quickstart.ipynb \
+		--output-dir build --output quickstart.executed.ipynb \
+		--ExecutePreprocessor.store_widget_state=False
+	@echo "executed notebook: build/quickstart.executed.ipynb (open it in JupyterLab to see the panels)"
 
 test: $(STAMP)  ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -ra

@@ -9,12 +9,25 @@
 """
 
 from lazycell import config, diagnostics
+from lazycell.diagnostics import live, performance_report
 from lazycell.graph.compute import compute, get, get_scheduler, graph_of, persist
 from lazycell.graph.delayed import Delayed, delayed
 from lazycell.graph.spec import TaskSpec
 from lazycell.schedulers.errors import SerializationError, TaskError, WorkerDiedError
 
 __version__ = "0.1.0"
+
+_FROM_DISTRIBUTED = ("Client", "Future", "LocalCluster", "as_completed", "wait")
+
+
+def __getattr__(name: str):
+    # The local cluster loads on first use: worker processes (which import
+    # lazycell) and sessions that never start a cluster do not pay for it.
+    if name in _FROM_DISTRIBUTED:
+        import lazycell.distributed
+
+        return getattr(lazycell.distributed, name)
+    raise AttributeError(f"module 'lazycell' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython) -> None:
@@ -32,11 +45,15 @@ def unload_ipython_extension(ipython) -> None:
 
 
 __all__ = [
+    "Client",
     "Delayed",
+    "Future",
+    "LocalCluster",
     "SerializationError",
     "TaskError",
     "TaskSpec",
     "WorkerDiedError",
+    "as_completed",
     "compute",
     "config",
     "delayed",
@@ -44,5 +61,8 @@ __all__ = [
     "get",
     "get_scheduler",
     "graph_of",
+    "live",
+    "performance_report",
     "persist",
+    "wait",
 ]

@@ -85,8 +85,13 @@ Event = GraphSubmitted | TaskStarted | TaskFinished | TaskErred | ComputeFinishe
 Listener = Callable[[list], None]
 
 
+_BUILTIN_SIZED = frozenset({int, float, str, bytes, bool, type(None), tuple, list, dict, set})
+
+
 def estimate_nbytes(value) -> int:
     """A cheap size estimate: ``nbytes`` for arrays and frames, else getsizeof."""
+    if type(value) in _BUILTIN_SIZED:  # the common case, without an attribute miss
+        return sys.getsizeof(value)
     nbytes = getattr(value, "nbytes", None)
     if isinstance(nbytes, int):
         return nbytes
@@ -125,24 +130,31 @@ class ComputeRecorder:
         cid = self.compute_id
         groups_of = self.groups_of
         events: list = []
+        append = events.append
+        # tuple.__new__ skips the NamedTuple constructor's Python frame: this
+        # loop runs for every task, on the GIL the workers also want.
+        make = tuple.__new__
         for item in raw:
             tag = item[0]
             if tag == "s":
                 _, key, worker, t = item
-                events.append(TaskStarted(cid, key, groups_of.get(key, "?"), worker, t))
+                append(make(TaskStarted, (cid, key, groups_of.get(key, "?"), worker, t)))
             elif tag == "f":
                 _, key, worker, start, stop, nbytes = item
-                self.n_done += 1
-                events.append(
-                    TaskFinished(cid, key, groups_of.get(key, "?"), worker, start, stop, nbytes)
+                append(
+                    make(
+                        TaskFinished,
+                        (cid, key, groups_of.get(key, "?"), worker, start, stop, nbytes),
+                    )
                 )
             elif tag == "e":
                 _, key, worker, start, stop, error = item
-                events.append(
-                    TaskErred(cid, key, groups_of.get(key, "?"), worker, start, stop, error)
+                append(
+                    make(TaskErred, (cid, key, groups_of.get(key, "?"), worker, start, stop, error))
                 )
             else:  # a ready-made Event
-                events.append(item[1])
+                append(item[1])
+        self.n_done += sum(1 for e in events if type(e) is TaskFinished)
         return events
 
 
@@ -206,11 +218,22 @@ class EventBus:
         cache: dict = {}
         for key in keys:
             prefix = key[0] if type(key) is tuple and key else key
-            group = cache.get(prefix) if type(prefix) is str else None
+            # Keys of one group differ only in a trailing token ("inc-3f2a...",
+            # ("sum-9c1e...", 4)): cache the group by what comes before it.
+            cache_key = None
+            if type(prefix) is str:
+                head, sep, tail = prefix.rpartition("-")
+                if sep and len(tail) >= 8 and not tail.strip("0123456789abcdef"):
+                    cache_key = head
+                else:
+                    cache_key = prefix
+                group = cache.get(cache_key)
+            else:
+                group = None
             if group is None:
                 group = group_of(key)
-                if type(prefix) is str:
-                    cache[prefix] = group
+                if cache_key is not None:
+                    cache[cache_key] = group
             groups_of[key] = group
             groups[group] = groups.get(group, 0) + 1
         recorder = ComputeRecorder(next(self._ids), groups_of)

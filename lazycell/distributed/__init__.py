@@ -1,0 +1,19 @@
+"""The local cluster: ``Client`` and ``LocalCluster`` with long-lived worker processes.
+
+Results stay on the worker that made them; the scheduler (a thread in the
+kernel) places each task on the worker holding most of its input bytes, and
+inputs held elsewhere move worker to worker. See ``scheduler.py`` for the
+design, ``worker.py`` for a worker's threads, ``protocol.py`` for how bytes
+travel and how connections are authenticated.
+
+>>> import lazycell as lc
+>>> with lc.Client(n_workers=2) as client:
+...     futures = client.map(pow, [2, 3], [10, 2])
+...     client.gather(futures)
+[1024, 9]
+"""
+
+from lazycell.distributed.client import Client, Future, as_completed, current_client, wait
+from lazycell.distributed.cluster import LocalCluster
+
+__all__ = ["Client", "Future", "LocalCluster", "as_completed", "current_client", "wait"]

@@ -6,6 +6,7 @@ and attributes that the IPython extension uses to re-run the task in place:
 
 - ``exc.lazycell_task_key`` / ``exc.lazycell_function``: which task failed;
 - ``exc.lazycell_remote_traceback``: the traceback text from another process;
+- ``exc.lazycell_in_worker``: True when the task failed in another process;
 - ``exc.lazycell_rerun``: a zero-argument callable that runs the failing task
   again in the calling thread with its real inputs (set when those inputs are
   still at hand).
@@ -112,6 +113,13 @@ def rebuild_remote_exception(payload: tuple) -> BaseException:
     exc, tb_text, type_name, message = payload
     if exc is None:
         exc = _same_type_from_message(type_name, message)
+    # tblib (installed by dask) pickles the worker's frames too; the remote
+    # traceback text below already shows them, and twice is noise.
+    exc = exc.with_traceback(None)
+    try:
+        exc.lazycell_in_worker = True
+    except AttributeError:
+        pass
     if tb_text:
         exc.__cause__ = RemoteTraceback(tb_text)
         try:

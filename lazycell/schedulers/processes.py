@@ -93,6 +93,10 @@ class WorkerProcess:
             pass_fds=[child_fd],
             env=env,
             stdin=subprocess.DEVNULL,
+            # A session of its own: signals meant for the kernel's process group
+            # (ipykernel's shutdown, a terminal's Ctrl-C) are the kernel's to
+            # handle; workers are stopped by the pool, or exit when orphaned.
+            start_new_session=True,
         )
         child_sock.close()
         self.conn = Connection(parent_sock.detach())

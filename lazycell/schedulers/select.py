@@ -19,12 +19,14 @@ SCHEDULER_ALIASES = {
     "threading": "threads",
     "processes": "processes",
     "multiprocessing": "processes",
+    "distributed": "distributed",
 }
 
 WHEN_TO_USE = {
     "sync": "debugging: one task at a time in the calling thread, real frames for pdb",
     "threads": "numeric work that releases the GIL (NumPy, pandas, I/O); the default",
     "processes": "pure-Python CPU work that holds the GIL; inputs and results are pickled",
+    "distributed": "the open lc.Client's local cluster: results stay on long-lived workers",
 }
 
 
@@ -61,6 +63,10 @@ def resolve_scheduler(scheduler=None, num_workers: int | None = None):
             from lazycell.schedulers.threads import ThreadsScheduler
 
             return ThreadsScheduler(num_workers, pool=config.get("pool"))
+        if name == "distributed":
+            from lazycell.distributed import current_client
+
+            return current_client()
         from lazycell.schedulers.processes import ProcessesScheduler
 
         return ProcessesScheduler(num_workers)

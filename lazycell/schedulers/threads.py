@@ -84,6 +84,18 @@ def shared_pool(n: int) -> ThreadPool:
         return pool
 
 
+def retire_shared_pool(n: int) -> None:
+    """Let the pool's threads end after their current task; the next compute gets fresh ones.
+
+    After an interrupt, tasks already running cannot be stopped; without this
+    the next compute would queue behind them.
+    """
+    with _pools_lock:
+        retired = _pools.pop(n, None)
+    if retired is not None:
+        retired.shutdown()
+
+
 class ThreadRun:
     """One compute on a pool: a GraphRun plus the lock and signals around it."""
 
@@ -201,6 +213,8 @@ class ThreadsScheduler:
                 run.finished.wait()
             except BaseException:
                 run.cancel()
+                if self.pool is None:
+                    retire_shared_pool(self.n_workers)
                 raise
             if run.error is not None:
                 key, exc, inputs = run.error

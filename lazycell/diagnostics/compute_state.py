@@ -1,0 +1,312 @@
+"""What a view needs to know about a compute, folded from the event stream.
+
+::
+
+    dispatcher thread (a few Hz) / computing thread (final batch)
+    ─────────────────────────────────────────────────────────────
+    batch of events ──► ComputeTracker.on_events ──► ComputeState.apply(event), per compute
+                                                 └─► on_change(state) for each state touched
+
+- ``ComputeState``: one compute. ``groups`` (name -> :class:`GroupProgress`),
+  ``tasks_per_worker`` (worker -> tasks finished there), ``task_stream``
+  (:class:`TaskBar` rows, thinned), ``progress_timeline`` ((seconds, done)
+  after each batch), ``errors``, and when it started, stopped and how it ended.
+- ``ComputeTracker``: subscribes to the bus and keeps the states of the
+  computes it saw, oldest first. Views read them; only the bus writes them, one
+  batch at a time, so readers on other threads see whole numbers, at worst a
+  batch old.
+
+Clocks: task times come from ``time.perf_counter`` (system-wide monotonic, so
+comparable across the kernel and its worker processes); a state's times are
+seconds since its ``GraphSubmitted``, converted to that clock once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from lazycell.diagnostics.events import (
+    BUS,
+    ComputeFinished,
+    GraphSubmitted,
+    TaskErred,
+    TaskFinished,
+    TaskStarted,
+)
+
+# A Gantt chart of more bars than this stays readable and the browser stays fast.
+MAX_TASK_STREAM_BARS = 5000
+
+
+@dataclass
+class GroupProgress:
+    """Progress of one task group (function name / key prefix)."""
+
+    total: int
+    done: int = 0
+    running: int = 0
+    erred: int = 0
+    seconds: float = 0.0  # summed run time of its finished and erred tasks
+
+    @property
+    def fraction_done(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+class TaskBar(NamedTuple):
+    """One task on the task stream: seconds since the compute started."""
+
+    worker: str
+    start: float
+    stop: float
+    group: str
+    erred: bool
+
+
+class ThinnedStream:
+    """Keeps at most ``limit`` bars spread evenly over a compute of any size.
+
+    When full, every other bar is dropped and from then on only every
+    ``stride``-th new bar is kept (the stride doubles each time), so the
+    chart keeps the shape of the whole compute at a bounded cost.
+    """
+
+    def __init__(self, limit: int = MAX_TASK_STREAM_BARS):
+        self.limit = limit
+        self.bars: list[TaskBar] = []
+        self.stride = 1
+        self.seen = 0
+
+    def add(self, bar: TaskBar) -> None:
+        index = self.seen  # kept bars are those whose index is a multiple of stride
+        self.seen += 1
+        if index % self.stride:
+            return
+        self.bars.append(bar)
+        if len(self.bars) >= self.limit:
+            self.bars = self.bars[::2]
+            self.stride *= 2
+
+
+@dataclass
+class ComputeState:
+    """One compute's progress, as every view sees it (see module docstring)."""
+
+    compute_id: int
+    scheduler: str
+    n_workers: int
+    n_tasks: int
+    groups: dict[str, GroupProgress]
+    started_at: float  # perf_counter clock
+    wall_started_at: float  # time.time clock, for reports
+    stopped_at: float | None = None
+    status: str = "running"  # then "ok", "error" or "cancelled"
+    tasks_per_worker: dict[str, int] = field(default_factory=dict)
+    stream: ThinnedStream = field(default_factory=ThinnedStream)
+    progress_timeline: list[tuple[float, int]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    done: int = 0
+    running: int = 0
+    erred: int = 0
+
+    @classmethod
+    def from_submitted(cls, event: GraphSubmitted, stream_limit: int = MAX_TASK_STREAM_BARS):
+        clock_offset = time.time() - time.perf_counter()
+        return cls(
+            compute_id=event.compute_id,
+            scheduler=event.scheduler,
+            n_workers=event.n_workers,
+            n_tasks=event.n_tasks,
+            groups={name: GroupProgress(total) for name, total in event.groups.items()},
+            started_at=event.time - clock_offset,
+            wall_started_at=event.time,
+            stream=ThinnedStream(stream_limit),
+            progress_timeline=[(0.0, 0)],
+        )
+
+    # -- folding events in (one small function per event type)
+    def apply(self, event) -> None:
+        kind = type(event)
+        if kind is TaskFinished:
+            self._task_finished(event)
+        elif kind is TaskStarted:
+            self._task_started(event)
+        elif kind is TaskErred:
+            self._task_erred(event)
+        elif kind is ComputeFinished:
+            self._compute_finished(event)
+
+    def _group(self, name: str) -> GroupProgress:
+        group = self.groups.get(name)
+        if group is None:  # a key the scheduler did not announce; count it anyway
+            group = self.groups[name] = GroupProgress(0)
+        return group
+
+    def _task_started(self, event: TaskStarted) -> None:
+        self._group(event.group).running += 1
+        self.running += 1
+
+    def _task_finished(self, event: TaskFinished) -> None:
+        group = self._group(event.group)
+        self._end_running(group)
+        group.done += 1
+        group.seconds += event.stop - event.start
+        self.done += 1
+        worker = event.worker
+        self.tasks_per_worker[worker] = self.tasks_per_worker.get(worker, 0) + 1
+        origin = self.started_at
+        self.stream.add(
+            TaskBar(worker, event.start - origin, event.stop - origin, event.group, False)
+        )
+
+    def _task_erred(self, event: TaskErred) -> None:
+        group = self._group(event.group)
+        self._end_running(group)
+        group.erred += 1
+        group.seconds += event.stop - event.start
+        self.erred += 1
+        self.errors.append(f"{event.group}: {event.error}")
+        origin = self.started_at
+        self.stream.add(
+            TaskBar(event.worker, event.start - origin, event.stop - origin, event.group, True)
+        )
+
+    def _end_running(self, group: GroupProgress) -> None:
+        # Batches never split a task's start from its end in the wrong order,
+        # but a start may be missing (a task failing before it was announced).
+        if group.running:
+            group.running -= 1
+            self.running -= 1
+
+    def _compute_finished(self, event: ComputeFinished) -> None:
+        self.status = event.status
+        self.stopped_at = self.started_at + (event.time - self.wall_started_at)
+        for group in self.groups.values():
+            group.running = 0
+        self.running = 0
+
+    def note_progress(self) -> None:
+        """Record (seconds, done) for the progress-over-time chart; once per batch."""
+        now = (self.stopped_at or time.perf_counter()) - self.started_at
+        self.progress_timeline.append((now, self.done))
+
+    # -- what views show
+    @property
+    def finished(self) -> bool:
+        return self.stopped_at is not None
+
+    @property
+    def task_stream(self) -> list[TaskBar]:
+        return self.stream.bars
+
+    def elapsed(self, now: float | None = None) -> float:
+        """Seconds since the compute started (its wall time once it ended)."""
+        end = self.stopped_at if self.stopped_at is not None else now or time.perf_counter()
+        return max(end - self.started_at, 0.0)
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left at the rate so far; None before the first task ends or after the end."""
+        if self.finished or not self.done:
+            return None
+        elapsed = self.elapsed(now)
+        return elapsed * (self.n_tasks - self.done) / self.done
+
+    @property
+    def fraction_done(self) -> float:
+        return min(self.done / self.n_tasks, 1.0) if self.n_tasks else 1.0
+
+    def summary(self) -> str:
+        """One line: ``"✔ 10,001 tasks in 1.24 s · threads · 2 workers"``."""
+        mark = {"ok": "✔", "error": "✖", "cancelled": "■", "running": "…"}.get(self.status, "")
+        word = {"error": "failed after", "cancelled": "interrupted after"}.get(self.status, "in")
+        if self.status == "running":
+            word = "so far"
+        tasks = f"{self.n_tasks:,} tasks"
+        if self.done != self.n_tasks:
+            tasks = f"{self.done:,}/{tasks}"
+        line = f"{mark} {tasks} {word} {format_seconds(self.elapsed())}"
+        line += f" · {self.scheduler} · {self.n_workers} worker{'s' * (self.n_workers != 1)}"
+        if self.erred:
+            line += f" · {self.erred} erred"
+        return line
+
+
+def format_seconds(seconds: float) -> str:
+    """``0.123 -> "0.12 s"``, ``75 -> "1 min 15 s"``."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s"
+
+
+class ComputeTracker:
+    """Folds the event stream into a :class:`ComputeState` per compute, while open.
+
+    >>> with ComputeTracker() as tracker:
+    ...     total.compute()
+    >>> tracker.latest.summary()
+    '✔ 21 tasks in 0.01 s · threads · 2 workers'
+
+    ``on_change(state)`` is called after each batch that touched ``state``, on
+    the thread that delivered it (see module docstring).
+    """
+
+    def __init__(
+        self,
+        on_change: Callable[[ComputeState], None] | None = None,
+        stream_limit: int = MAX_TASK_STREAM_BARS,
+    ):
+        self.on_change = on_change
+        self.stream_limit = stream_limit
+        self.states: dict[int, ComputeState] = {}
+        self.lock = threading.Lock()  # held while a batch is folded in
+        self._subscription = None
+
+    @property
+    def latest(self) -> ComputeState | None:
+        """The most recently started compute, or None before the first."""
+        with self.lock:
+            return next(reversed(self.states.values()), None)
+
+    def on_events(self, events: list) -> None:
+        touched: dict[int, ComputeState] = {}
+        with self.lock:
+            states = self.states
+            for event in events:
+                if type(event) is GraphSubmitted:
+                    state = states[event.compute_id] = ComputeState.from_submitted(
+                        event, self.stream_limit
+                    )
+                else:
+                    state = states.get(event.compute_id)
+                    if state is None:  # a compute that began before we subscribed
+                        continue
+                    state.apply(event)
+                touched[state.compute_id] = state
+            for state in touched.values():
+                state.note_progress()
+        if self.on_change is not None:
+            for state in touched.values():
+                self.on_change(state)
+
+    def start(self) -> ComputeTracker:
+        if self._subscription is None:
+            self._subscription = BUS.subscribe(self.on_events)
+        return self
+
+    def stop(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+
+    def __enter__(self) -> ComputeTracker:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

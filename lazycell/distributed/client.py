@@ -1,0 +1,697 @@
+"""``Client``, ``Future``, ``wait`` and ``as_completed``: the user's handle on a local cluster.
+
+::
+
+    user's thread                     scheduler thread                 workers
+    ─────────────                     ────────────────                 ───────
+    client.submit / compute ────────► ("update-graph", specs, keys)
+      returns Futures at once            places and runs the tasks ───► results stay here
+    future.result() / gather:
+      wait on the key's KeyStatus ◄─── settled when the key is in memory
+      fetch from the worker that holds it, over an authenticated
+      data channel (DataFetcher) ◄─────────────────────────────────── data server
+    last Future of a key dropped ───► ("release", [key])
+
+A client holds one reference count per key; when the last :class:`Future`
+of a key is garbage collected, the key is released on the cluster.
+
+Creating a client makes ``scheduler="distributed"`` the default (``lc.compute``,
+``x.compute()``, ``%%compute``) until the last open client closes, when the
+setting in force before it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+import time
+from collections import namedtuple
+from collections.abc import Hashable, Iterable, Iterator
+
+from lazycell.distributed.cluster import LocalCluster
+from lazycell.distributed.protocol import DataFetcher, MissingData
+from lazycell.distributed.scheduler import KeyStatus
+from lazycell.graph.keys import pure_key, random_key
+from lazycell.graph.spec import Ref, TaskSpec, call_spec, key_group
+from lazycell.schedulers.errors import (
+    annotate_task_error,
+    make_rerun,
+    rebuild_remote_exception,
+    rerun_locally_and_raise,
+)
+
+WAIT_SLICE = 0.2  # seconds; short waits keep Ctrl-C responsive in the calling thread
+GATHER_RETRY_SECONDS = 0.05
+
+_open_clients: list = []
+_open_lock = threading.Lock()
+_config_before_clients = None
+
+
+def current_client() -> Client:
+    """The most recently created client that is still open; ValueError if there is none."""
+    with _open_lock:
+        if _open_clients:
+            return _open_clients[-1]
+    raise ValueError(
+        "scheduler 'distributed' needs an open lazycell Client: create one with "
+        "lc.Client() (or lc.Client(lc.LocalCluster(...)))"
+    )
+
+
+def _register_client(client: Client) -> None:
+    global _config_before_clients
+    from lazycell import config
+
+    with _open_lock:
+        if not _open_clients:
+            _config_before_clients = config.set(scheduler="distributed")
+        _open_clients.append(client)
+
+
+def _unregister_client(client: Client) -> None:
+    global _config_before_clients
+    with _open_lock:
+        if client not in _open_clients:
+            return
+        _open_clients.remove(client)
+        if _open_clients or _config_before_clients is None:
+            return
+        previous, _config_before_clients = _config_before_clients, None
+    from lazycell import config
+
+    if config.get("scheduler") == "distributed":  # unless the user chose another since
+        previous.__exit__()
+
+
+# ------------------------------------------------------------------------------ Future
+
+
+class Future:
+    """A result that is (or will be) held on a worker of the cluster.
+
+    >>> fut = client.submit(sum, [1, 2, 3])
+    >>> fut.result()
+    6
+
+    ``await fut`` works in asynchronous code (a notebook's top-level await).
+    """
+
+    __slots__ = ("key", "_client", "_status", "__weakref__")
+    # dask reads a future found in a graph as a reference to its key (``_task_spec``),
+    # which is how persisted dask collections point at results held on the cluster.
+    __dask_future__ = True
+
+    def __init__(self, key: Hashable, client: Client, status: KeyStatus):
+        self.key = key
+        self._client = client
+        self._status = status
+
+    def __repr__(self) -> str:
+        return f"<Future {self.status} key={self.key!r}>"
+
+    def __del__(self):
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client._release_key(self.key, self._status)
+
+    def __reduce__(self):
+        raise TypeError(
+            "a lazycell Future cannot be pickled; pass it as an argument of "
+            "client.submit / client.map (it is replaced by its result on the worker)"
+        )
+
+    @property
+    def status(self) -> str:
+        """``"pending"``, ``"finished"``, ``"error"`` or ``"cancelled"``."""
+        return self._status.status
+
+    def done(self) -> bool:
+        """True once the result is held, the task failed, or the future was cancelled."""
+        return self._status.event.is_set()
+
+    def cancelled(self) -> bool:
+        return self._status.status == "cancelled"
+
+    def result(self, timeout: float | None = None):
+        """The value, fetched from the worker holding it; raises the task's error."""
+        return self._client._gather_keys([self], timeout)[self.key]
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The task's exception (None if it succeeded)."""
+        try:
+            self._client._wait_settled([self], timeout)
+            if self._status.status == "error":
+                return self._client._exception_of(self._status)
+        except Exception as exc:
+            return exc
+        return None
+
+    def cancel(self) -> None:
+        """Stop waiting for this key; a pending task is dropped (a running one finishes)."""
+        self._client._cancel_keys([self.key])
+
+    def add_done_callback(self, fn) -> None:
+        """Call ``fn(future)`` when the future is done (on a lazycell callback thread)."""
+        status = self._status
+        call = _bind_callback(fn, self)
+        with status.lock:
+            if not status.event.is_set():
+                status.callbacks.append(call)
+                return
+        self._client.scheduler.callbacks.put(call)
+
+    def __await__(self):
+        return self._result_async().__await__()
+
+    async def _result_async(self):
+        loop = asyncio.get_running_loop()
+        if not self.done():
+            settled = loop.create_future()
+
+            def wake(_):
+                loop.call_soon_threadsafe(_set_if_pending, settled)
+
+            self.add_done_callback(wake)
+            await settled
+        return await loop.run_in_executor(None, self.result)
+
+
+async def _ready(value):
+    return value
+
+
+def _bind_callback(fn, future: Future):
+    return lambda: fn(future)
+
+
+def _set_if_pending(aio_future) -> None:
+    if not aio_future.done():
+        aio_future.set_result(None)
+
+
+# ------------------------------------------------------------------------------ Client
+
+
+class Client:
+    """Connect to a local cluster (a new one unless given) and make it the default scheduler.
+
+    >>> client = lc.Client(n_workers=2, threads_per_worker=1, memory_limit="2GB")
+    >>> fut = client.submit(pow, 2, 10)
+    >>> client.gather([fut, client.submit(abs, -1)])
+    [1024, 1]
+    >>> total = lc.delayed(sum)([1, 2]); total.compute()    # runs on the cluster
+    3
+    >>> client.close()
+
+    ``Client(cluster)`` uses an existing :class:`LocalCluster`; keyword
+    arguments otherwise go to ``LocalCluster``. Use ``with Client() as c:``
+    to close it (and the cluster it started) at the end of the block.
+    ``asynchronous=True`` is for ``async`` code (a notebook's top-level
+    ``await``): ``await client.gather(...)``, ``await client.close()``,
+    ``async with Client(asynchronous=True) as client:``. Futures are
+    awaitable in either mode; ``submit``, ``map``, ``compute`` and ``persist``
+    return at once in both.
+    """
+
+    def __init__(
+        self,
+        address_or_cluster: LocalCluster | None = None,
+        *,
+        asynchronous: bool = False,
+        set_as_default: bool = True,
+        **cluster_kwargs,
+    ):
+        if address_or_cluster is None:
+            self.cluster = LocalCluster(**cluster_kwargs)
+            self._owns_cluster = True
+        elif isinstance(address_or_cluster, LocalCluster):
+            if cluster_kwargs:
+                raise TypeError("pass cluster options to LocalCluster(...), not to Client(cluster)")
+            self.cluster = address_or_cluster
+            self._owns_cluster = False
+        else:
+            raise ValueError(
+                f"Client({address_or_cluster!r}): lazycell connects to a LocalCluster object "
+                "(or starts one); connecting by address is not supported"
+            )
+        self.asynchronous = asynchronous
+        self.scheduler = self.cluster.scheduler
+        self._fetcher = DataFetcher(self.cluster.authkey)
+        self._refcounts: dict = {}
+        self._statuses: dict = {}
+        # Reentrant: a Future's __del__ (run by the garbage collector inside any
+        # allocation) releases its key under this lock, maybe while we hold it.
+        self._lock = threading.RLock()
+        self.closed = False
+        self._is_default = set_as_default
+        if set_as_default:
+            _register_client(self)
+
+    def __repr__(self) -> str:
+        return f"<Client {self.cluster!r}>"
+
+    # -- submitting work
+    def submit(
+        self, fn, *args, key: Hashable = None, pure: bool = True, workers=None, **kwargs
+    ) -> Future:
+        """Run ``fn(*args, **kwargs)`` on a worker; Futures among the arguments
+        (also inside lists, tuples and dicts) are replaced by their values there.
+
+        ``workers``: names of the workers it may run on (see :meth:`workers`).
+        ``pure=False`` gives a fresh key even for a call made before.
+        """
+        self._check_open()
+        args = tuple(_futures_to_refs(a) for a in args)
+        kwargs = {k: _futures_to_refs(v) for k, v in kwargs.items()}
+        spec = call_spec(fn, args, kwargs or None)
+        if key is None:
+            name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
+            key = pure_key(name, fn, args, kwargs) if pure else random_key(name)
+        restrictions = {key: _worker_names(workers)} if workers is not None else None
+        (future,) = self._submit_graph({key: spec}, [key], restrictions=restrictions)
+        return future
+
+    def map(
+        self, fn, *iterables: Iterable, pure: bool = True, workers=None, **kwargs
+    ) -> list[Future]:
+        """``[client.submit(fn, *items, **kwargs) for items in zip(*iterables)]``, in one graph."""
+        self._check_open()
+        graph = {}
+        keys = []
+        name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
+        extra = {k: _futures_to_refs(v) for k, v in kwargs.items()}
+        for items in zip(*iterables):
+            args = tuple(_futures_to_refs(a) for a in items)
+            key = pure_key(name, fn, args, extra) if pure else random_key(name)
+            graph[key] = call_spec(fn, args, extra or None)
+            keys.append(key)
+        restrictions = None
+        if workers is not None:
+            restrictions = dict.fromkeys(keys, _worker_names(workers))
+        return self._submit_graph(graph, keys, restrictions=restrictions)
+
+    def compute(self, collections, *, optimize_graph: bool = True):
+        """Start computing lazy objects (lazycell or dask); returns a Future per object.
+
+        A list or tuple gives a list of futures, a single object one future.
+        """
+        self._check_open()
+        many = isinstance(collections, (list, tuple))
+        objs = list(collections) if many else [collections]
+        graph, keys = _graph_and_keys(objs, optimize_graph)
+        futures = self._submit_graph(graph, keys)
+        return futures if many else futures[0]
+
+    def persist(self, collections, *, optimize_graph: bool = True):
+        """Compute lazy objects on the cluster and return lazy objects that hold the results there.
+
+        The returned objects have the same keys; building on them and computing
+        on this client never recomputes them, and their data never leaves the
+        workers until asked for.
+        """
+        self._check_open()
+        many = isinstance(collections, (list, tuple))
+        objs = list(collections) if many else [collections]
+        out = [self._persist_one(obj, optimize_graph) for obj in objs]
+        if many:
+            return type(collections)(out)
+        return out[0]
+
+    def _persist_one(self, obj, optimize_graph: bool):
+        from lazycell.graph.delayed import Delayed, _is_dask_collection
+
+        if isinstance(obj, Delayed):
+            (future,) = self._submit_graph(*_graph_and_keys([obj], optimize_graph))
+            spec = call_spec(_held_result, (_FutureHolder(future),))
+            return Delayed(obj.key, spec, (), obj._length)
+        if _is_dask_collection(obj):
+            import dask
+            from dask.core import flatten
+
+            (optimized,) = dask.optimize(obj) if optimize_graph else (obj,)
+            from lazycell.graph.spec import specs_from_dask
+
+            graph = specs_from_dask(optimized.__dask_graph__())
+            keys = list(flatten(optimized.__dask_keys__()))
+            futures = self._submit_graph(graph, keys)
+            rebuild, args = optimized.__dask_postpersist__()
+            return rebuild(dict(zip(keys, futures)), *args)
+        return obj
+
+    def _submit_graph(
+        self, graph: dict, keys: list, recorder=None, restrictions=None
+    ) -> list[Future]:
+        new_keys = []
+        statuses = []
+        futures = []
+        with self._lock:  # the command goes out under the lock: ordered with releases
+            for key in keys:
+                status = self._statuses.get(key)
+                if status is None:
+                    status = self._statuses[key] = KeyStatus(key)
+                    self._refcounts[key] = 0
+                    new_keys.append(key)
+                    statuses.append(status)
+                self._refcounts[key] += 1
+                futures.append(Future(key, self, status))
+            self.scheduler.submit_command(
+                "update-graph", graph, new_keys, statuses, recorder, restrictions
+            )
+        return futures
+
+    # -- results
+    def gather(self, futures, errors: str = "raise"):
+        """Values of ``futures`` (a Future, or lists / tuples / dicts of them), same shape.
+
+        ``errors="skip"`` leaves out futures that failed (in lists) instead of raising.
+        """
+        if self.asynchronous:
+            return self._in_thread(self._gather_blocking, futures, errors)
+        return self._gather_blocking(futures, errors)
+
+    def _gather_blocking(self, futures, errors: str):
+        flat: list = []
+        _collect_futures(futures, flat)
+        if errors == "skip":
+            self._wait_settled(flat, None)
+            flat = [f for f in flat if f.status == "finished"]
+            values = self._gather_keys(flat, None)
+            return _replace_futures(futures, values, skip_missing=True)
+        values = self._gather_keys(flat, None)
+        return _replace_futures(futures, values)
+
+    def _wait_settled(self, futures: list, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for future in futures:
+            while not future._status.event.wait(WAIT_SLICE):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"{future!r} was not done within {timeout} s")
+
+    def _gather_keys(self, futures: list, timeout: float | None) -> dict:
+        """key -> value for ``futures``, fetched from the workers holding them."""
+        values: dict = {}
+        pending = list({f.key: f for f in futures}.values())
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pending:
+            self._wait_settled(pending, None if deadline is None else deadline - time.monotonic())
+            by_address: dict = {}
+            for future in pending:
+                status = future._status
+                if status.status == "error":
+                    raise self._exception_of(status)
+                if status.status == "cancelled":
+                    raise concurrent.futures.CancelledError(f"{future!r} was cancelled")
+                by_address.setdefault(status.address, []).append(future)
+            retry = []
+            for address, group in by_address.items():
+                if address is None:  # lost between settle and read: wait again
+                    retry.extend(group)
+                    continue
+                try:
+                    values.update(self._fetcher.fetch(address, [f.key for f in group]))
+                except MissingData:  # the worker died; the keys are being recomputed
+                    self._fetcher.forget(address)
+                    retry.extend(group)
+            if retry:
+                time.sleep(GATHER_RETRY_SECONDS)
+            pending = retry
+        return values
+
+    def _exception_of(self, status: KeyStatus) -> BaseException:
+        exc = rebuild_remote_exception(status.error)
+        spec = status.erred_spec
+        rerun = self._rerun_for(status.erred_key, spec) if spec is not None else None
+        annotate_task_error(exc, status.erred_key, spec, "distributed", rerun)
+        return exc
+
+    def _rerun_for(self, key: Hashable, spec: TaskSpec):
+        def rerun_task_locally():
+            return make_rerun(spec, self._fetch_inputs(spec))()
+
+        return rerun_task_locally
+
+    def _fetch_inputs(self, spec: TaskSpec) -> dict:
+        """The current values of a task's inputs, fetched from the workers holding them."""
+        keys = list(spec.deps)
+        reply: queue.SimpleQueue = queue.SimpleQueue()
+        self.scheduler.submit_command("locate", keys, reply)
+        where = reply.get(timeout=30)
+        missing = [k for k, place in where.items() if place is None]
+        if missing:
+            raise LookupError(
+                f"the inputs {missing!r} of the failed task are no longer on the cluster"
+            )
+        by_address: dict = {}
+        for key, (address, _) in where.items():
+            by_address.setdefault(address, []).append(key)
+        values = {}
+        for address, group in by_address.items():
+            values.update(self._fetcher.fetch(address, group))
+        return values
+
+    # -- running graphs for lc.compute(scheduler="distributed")
+    def run_graph(self, graph, outputs, *, rerun_exceptions_locally: bool = False) -> dict:
+        """Compute ``graph`` for ``outputs`` here and bring the outputs back (a scheduler's run)."""
+        from lazycell.diagnostics.events import BUS
+        from lazycell.schedulers.core import order_graph
+
+        self._check_open()
+        recorder = None
+        if BUS.listening:
+            try:
+                order = order_graph(graph, outputs)
+            except KeyError:  # inputs held by this client's futures (persisted dask objects)
+                order = list(graph)
+            recorder = BUS.start_compute(order, "distributed", self.cluster.n_workers)
+        status = "error"
+        futures = self._submit_graph(graph, list(outputs), recorder)
+        try:
+            values = self._gather_keys(futures, None)
+            status = "ok"
+            return values
+        except KeyboardInterrupt:
+            status = "cancelled"
+            self._cancel_keys([f.key for f in futures], interrupt=True)
+            raise
+        except Exception as exc:
+            rerun = getattr(exc, "lazycell_rerun", None)
+            key = getattr(exc, "lazycell_task_key", None)
+            if rerun_exceptions_locally and rerun is not None and key in graph:
+                spec = graph[key]
+                rerun_locally_and_raise(exc, key, spec, self._fetch_inputs(spec), "distributed")
+            raise
+        finally:
+            BUS.end_compute(recorder, status)
+
+    # -- cluster
+    def workers(self) -> list[dict]:
+        """One dict per running worker: ``name``, ``pid``, ``address``, ``n_results``, ..."""
+        return self.cluster.workers()
+
+    def _cancel_keys(self, keys: list, interrupt: bool = False) -> None:
+        """Stop computing ``keys``; new futures for them start afresh."""
+        with self._lock:
+            for key in keys:  # the old futures keep their (now cancelled) status
+                status = self._statuses.pop(key, None)
+                self._refcounts.pop(key, None)
+                if status is not None:
+                    status.settle("cancelled", self.scheduler.callbacks)
+            if not self.closed:
+                self.scheduler.submit_command("interrupt" if interrupt else "cancel", keys)
+
+    def _release_key(self, key: Hashable, status: KeyStatus) -> None:
+        with self._lock:
+            n = self._refcounts.get(key)
+            if n is None or self._statuses.get(key) is not status:
+                return  # cancelled earlier: that already released it
+            if n > 1:
+                self._refcounts[key] = n - 1
+                return
+            del self._refcounts[key]
+            del self._statuses[key]
+            if not self.closed:
+                self.scheduler.submit_command("release", [key])
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this lazycell Client is closed; create a new one")
+
+    async def _in_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def __await__(self):  # ``client = await Client(asynchronous=True)``, as in dask
+        return _ready(self).__await__()
+
+    def close(self):
+        """Stop using the cluster (and close it if this client started it).
+
+        With ``asynchronous=True`` the returned object may be awaited (the client
+        is closed either way).
+        """
+        self._close()
+        if self.asynchronous:
+            return _ready(None)
+        return None
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._is_default:
+            _unregister_client(self)
+        self._fetcher.close()
+        if self._owns_cluster:
+            self.cluster.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._in_thread(self._close)
+
+    # -- the scheduler protocol (name, n_workers, run), so a client is a scheduler too
+    name = "distributed"
+
+    @property
+    def n_workers(self) -> int:
+        return self.cluster.n_workers
+
+    def run(self, graph, outputs, *, rerun_exceptions_locally: bool = False) -> dict:
+        return self.run_graph(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
+
+
+# ---------------------------------------------------------------------- wait, as_completed
+
+WaitResult = namedtuple("WaitResult", ["done", "not_done"])
+
+
+def wait(futures, timeout: float | None = None, return_when: str = "ALL_COMPLETED") -> WaitResult:
+    """Wait until all (or, with ``return_when="FIRST_COMPLETED"``, any) futures are done.
+
+    Returns ``(done, not_done)`` sets; raises TimeoutError if ``timeout`` passes first.
+    """
+    flat: list = []
+    _collect_futures(futures, flat)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        done = {f for f in flat if f.done()}
+        if len(done) == len(flat) or (return_when == "FIRST_COMPLETED" and done):
+            return WaitResult(done, set(flat) - done)
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{len(flat) - len(done)} of {len(flat)} futures not done in time")
+        waiting_on = next(f for f in flat if not f.done())
+        waiting_on._status.event.wait(WAIT_SLICE if return_when == "ALL_COMPLETED" else 0.01)
+
+
+def as_completed(futures, with_results: bool = False) -> Iterator:
+    """Yield futures in the order they finish (``(future, result)`` with ``with_results``)."""
+    flat: list = []
+    _collect_futures(futures, flat)
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    for future in flat:
+        future.add_done_callback(finished.put)
+    for _ in range(len(flat)):
+        while True:
+            try:
+                future = finished.get(timeout=WAIT_SLICE)
+                break
+            except queue.Empty:
+                continue
+        yield (future, future.result()) if with_results else future
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+class _FutureHolder:
+    """Keeps a persisted result's future alive inside the placeholder task of its Delayed."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Future):
+        self.future = future
+
+    def __reduce__(self):
+        raise TypeError(
+            "a Delayed persisted on a lazycell Client can be computed only in this process "
+            "(threads / sync scheduler, or the client); compute it there"
+        )
+
+
+def _held_result(holder: _FutureHolder):
+    return holder.future.result()
+
+
+def _worker_names(workers) -> list:
+    if isinstance(workers, str):
+        return [workers]
+    return list(workers)
+
+
+def _futures_to_refs(obj):
+    t = type(obj)
+    if t is Future:
+        return Ref(obj.key)
+    if t in (list, tuple):
+        return t(_futures_to_refs(x) for x in obj)
+    if t is dict:
+        return {k: _futures_to_refs(v) for k, v in obj.items()}
+    return obj
+
+
+def _collect_futures(obj, out: list) -> None:
+    if isinstance(obj, Future):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for item in obj:
+            _collect_futures(item, out)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            _collect_futures(item, out)
+
+
+def _replace_futures(obj, values: dict, skip_missing: bool = False):
+    if isinstance(obj, Future):
+        return values[obj.key]
+    if isinstance(obj, (list, tuple)):
+        items = [
+            _replace_futures(x, values, skip_missing)
+            for x in obj
+            if not (skip_missing and isinstance(x, Future) and x.key not in values)
+        ]
+        return type(obj)(items)
+    if isinstance(obj, dict):
+        return {k: _replace_futures(v, values, skip_missing) for k, v in obj.items()}
+    return obj
+
+
+def _graph_and_keys(objs: list, optimize_graph: bool) -> tuple[dict, list]:
+    """The specs and output keys of lazycell objects and dask collections, as ``compute`` uses."""
+    from lazycell.graph.compute import _dask_graph_and_keys, _find_lazy, _graph_with_foreign
+
+    lazy: list = []
+    dask_colls: list = []
+    for obj in objs:
+        _find_lazy(obj, lazy, dask_colls)
+    if len(lazy) + len(dask_colls) != len(objs):
+        raise TypeError(
+            "client.compute / persist take lazycell Delayed objects or dask collections"
+        )
+    graph = _graph_with_foreign(lazy)
+    keys = [obj._lazycell_key for obj in lazy]
+    if dask_colls:
+        dask_graph, dask_keys = _dask_graph_and_keys(dask_colls, optimize_graph)
+        graph.update(dask_graph)
+        keys.extend(dask_keys)
+    # Keep the caller's order (lazycell objects and dask collections may be mixed).
+    by_id = {id(obj): key for obj, key in zip(lazy + dask_colls, keys)}
+    return graph, [by_id[id(obj)] for obj in objs]

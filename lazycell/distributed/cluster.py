@@ -1,0 +1,185 @@
+"""``LocalCluster``: long-lived worker processes on this machine and the scheduler that feeds them.
+
+The cluster owns a :class:`~lazycell.distributed.scheduler.ClusterScheduler`
+(a thread in this process) and, through it, the worker processes. It holds
+the random authentication key every data connection must prove it knows.
+Workers listen for data on Unix sockets in a private directory of the
+cluster (removed at close). Every cluster still open at interpreter exit is closed by ``atexit``; a
+worker whose parent process dies exits by itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import weakref
+
+from lazycell.distributed.scheduler import STARTUP_TIMEOUT, ClusterScheduler
+from lazycell.distributed.store import parse_memory_limit
+
+DEFAULT_THRESHOLDS = {"spill": 0.6, "pause": 0.8, "terminate": 0.95}
+NUM_WORKERS_VAR = "LAZYCELL_NUM_WORKERS"
+THREADS_VAR = "LAZYCELL_THREADS_PER_WORKER"
+
+_live_clusters: weakref.WeakSet = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+class LocalCluster:
+    """Worker processes on this machine that keep results where they were made.
+
+    >>> cluster = LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="2GB")
+    >>> client = lc.Client(cluster)
+
+    ``n_workers`` and ``threads_per_worker`` default to ``$LAZYCELL_NUM_WORKERS``
+    and ``$LAZYCELL_THREADS_PER_WORKER``, else one single-threaded worker per
+    core (two threads per worker on machines with more than 4 cores).
+    ``memory_limit`` is per worker: bytes, ``"4GB"``, ``"auto"`` (machine
+    memory / workers) or None. ``memory_thresholds`` overrides the fractions
+    of it at which a worker spills (0.6), pauses (0.8) and is restarted
+    (0.95); None turns one off. Spilled results go to a fresh directory
+    inside ``local_directory`` (default: the system's temporary directory).
+    ``processes=False`` runs the workers as
+    threads of this process (for debugging). A task that was running on
+    ``allowed_failures`` workers that died fails instead of being retried.
+    """
+
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        threads_per_worker: int | None = None,
+        memory_limit: int | str | None = "auto",
+        processes: bool = True,
+        *,
+        memory_thresholds: dict | None = None,
+        local_directory: str | None = None,
+        allowed_failures: int = 3,
+        startup_timeout: float = STARTUP_TIMEOUT,
+    ):
+        n_workers, threads_per_worker = default_worker_split(n_workers, threads_per_worker)
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.processes = processes
+        self.memory_limit = parse_memory_limit(memory_limit, n_workers)
+        self.memory_thresholds = {**DEFAULT_THRESHOLDS, **(memory_thresholds or {})}
+        self.authkey = secrets.token_bytes(32)
+        # Workers' data sockets live here: only this user can even reach them.
+        self.socket_dir = tempfile.mkdtemp(prefix="lazycell-cluster-")
+        self.scheduler = ClusterScheduler(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            authkey=self.authkey,
+            memory_limit=self.memory_limit,
+            thresholds=_usable_thresholds(self.memory_thresholds),
+            processes=processes,
+            allowed_failures=allowed_failures,
+            local_directory=local_directory,
+            socket_dir=self.socket_dir,
+        )
+        self.closed = False
+        with _live_lock:
+            _live_clusters.add(self)
+        try:
+            self.scheduler.start(startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.workers())} workers"
+        return (
+            f"LocalCluster({state}, threads_per_worker={self.threads_per_worker}, "
+            f"memory_limit={self.memory_limit})"
+        )
+
+    def workers(self) -> list[dict]:
+        """One dict per running worker: ``name``, ``pid``, ``address``, ``n_results``."""
+        if self.closed:
+            return []
+        return self.scheduler.call(_describe_workers)
+
+    def close(self) -> None:
+        """Stop every worker process and the scheduler thread. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        self.scheduler.close()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
+        with _live_lock:
+            _live_clusters.discard(self)
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _describe_workers(scheduler) -> list[dict]:
+    return [
+        {
+            "name": w.name,
+            "pid": w.pid,
+            "address": w.address,
+            "n_results": len(w.has_what),
+            "n_processing": len(w.processing),
+            "nbytes": w.nbytes,
+            "paused": w.paused,
+        }
+        for w in scheduler.running_workers()
+    ]
+
+
+def default_worker_split(n_workers: int | None, threads: int | None) -> tuple[int, int]:
+    """(workers, threads per worker) from the arguments, the environment, or the core count."""
+    n_workers = n_workers if n_workers is not None else _env_int(NUM_WORKERS_VAR)
+    threads = threads if threads is not None else _env_int(THREADS_VAR)
+    cores = os.cpu_count() or 1
+    if threads is None:
+        if n_workers is not None:
+            threads = max(1, cores // n_workers)
+        else:
+            threads = 1 if cores <= 4 else 2
+    if n_workers is None:
+        n_workers = max(1, cores // threads)
+    for name, value in (("n_workers", n_workers), ("threads_per_worker", threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return n_workers, threads
+
+
+def _env_int(name: str) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={text!r} is not a whole number") from None
+    if value < 1:
+        raise ValueError(f"environment variable {name}={text!r} must be at least 1")
+    return value
+
+
+def _usable_thresholds(thresholds: dict) -> dict:
+    """None (off) becomes infinity, so workers compare without special cases."""
+    unknown = sorted(set(thresholds) - set(DEFAULT_THRESHOLDS))
+    if unknown:
+        raise ValueError(f"unknown memory threshold(s) {unknown}; known: spill, pause, terminate")
+    return {k: float("inf") if v is None else float(v) for k, v in thresholds.items()}
+
+
+@atexit.register
+def close_all_clusters() -> None:
+    """Stop every cluster (and so every worker process) this interpreter started."""
+    with _live_lock:
+        clusters = list(_live_clusters)
+    for cluster in clusters:
+        try:
+            cluster.close()
+        except Exception:
+            pass

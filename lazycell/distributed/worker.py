@@ -1,0 +1,342 @@
+"""Main program of one local-cluster worker: runs tasks and keeps their results.
+
+::
+
+    scheduler thread (kernel)            this worker                         peers / client
+    ─────────────────────────            ───────────                         ──────────────
+    ("setup", path, cwd, key, opts) ───► control thread: adopt path, listen
+                                   ◄──── ("ready", pid, data address)
+    ("compute", id, [(key, spec, where)]) ► tasks queue ─► task threads:
+                                                         inputs from store, or fetched
+                                                         from a peer's data server ◄──── data
+                                                         run, store.put(result)
+                                   ◄──── ("reports", [("finished", key, nbytes, t0, t1),
+                                                      ("erred", key, failure, t0, t1),
+                                                      ("missing", key, dep)])
+                                   ◄──── ("broken", id, error): batch cannot be unpickled
+    ("release", [keys])            ───► store.delete
+                                         data server threads: ("get", keys) ──────────► values
+    ("stop",)                      ───► exit
+
+- ``store``: the :class:`ResultStore` of results made here; spills to disk
+  above the spill threshold of the memory limit.
+- ``tasks``: tasks sent by the scheduler, run in arrival order by
+  ``threads_per_worker`` task threads.
+- ``outbox``: reports not yet sent. Sent at once when the task queue is
+  empty, else at least every ``FLUSH_INTERVAL`` by the flusher thread, so a
+  stream of tiny tasks costs one message per batch, not per task.
+- ``where``: for each input held by another worker, that worker's data
+  address; inputs held here are read from ``store``.
+- The memory monitor (only with a memory limit) samples this process's RSS:
+  above ``pause`` it stops starting tasks (and tells the scheduler), above
+  ``terminate`` it reports and exits so the scheduler restarts it and
+  recomputes what it held.
+
+Started as ``python -m lazycell.distributed.worker FD PARENT_PID`` over a
+socket pair (not ``multiprocessing``), so the user's ``__main__`` is never
+re-imported. SIGINT is ignored (the kernel decides what an interrupt stops);
+the worker exits by itself when its parent process disappears. With
+``processes=False`` the same :class:`Worker` runs on a thread in the kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection
+
+from lazycell.distributed.protocol import (
+    DataFetcher,
+    MissingData,
+    accept_authenticated,
+    dumps_control,
+    listen,
+    loads_control,
+)
+from lazycell.distributed.store import ResultStore
+from lazycell.graph.spec import run_task
+from lazycell.schedulers.process_worker import _failure_payload
+
+FLUSH_INTERVAL = 0.005
+MEMORY_SAMPLE_SECONDS = 0.05
+
+
+class Worker:
+    """One worker's state and threads (see the module docstring)."""
+
+    def __init__(self, control: Connection, in_process: bool = False):
+        self.control = control
+        self.in_process = in_process
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.outbox: list = []
+        self.outbox_lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        self.reports_pending = threading.Event()
+        self.unpaused = threading.Event()
+        self.unpaused.set()
+        self.stopping = False
+        self.store = ResultStore()
+        self.fetcher: DataFetcher | None = None
+        self.server = None
+        self.socket_dir: str | None = None
+        self.told_to_stop = False
+        self.threads: list[threading.Thread] = []
+
+    # -- life cycle
+    def serve(self) -> None:
+        kind, sys_path, cwd, authkey, options = loads_control(self.control.recv_bytes())
+        assert kind == "setup", kind
+        if not self.in_process:
+            sys.path[:] = list(sys_path)
+            try:
+                os.chdir(cwd)
+            except OSError:
+                pass
+        self.authkey = authkey
+        self.fetcher = DataFetcher(authkey)
+        self.socket_dir = options.get("socket_dir")
+        self.server = listen(self.socket_dir)
+        self.configure_memory(options)
+        self.start_thread(self.accept_peers, "data-server")
+        self.start_thread(self.flush_reports_periodically, "flusher")
+        for i in range(options["threads"]):
+            self.start_thread(self.run_tasks, f"task-{i}")
+        if self.memory_limit and not self.in_process:
+            self.start_thread(self.monitor_memory, "memory")
+        self.send(("ready", os.getpid(), self.server.getsockname()))
+        try:
+            self.handle_control_messages()
+        finally:
+            self.shut_down(options["threads"])
+
+    def remove_files(self) -> None:
+        """Spilled results, and the cluster's socket directory (others' sockets are dead too)."""
+        if self.store._spill_dir is not None:
+            shutil.rmtree(self.store._spill_dir, ignore_errors=True)
+        if self.socket_dir and os.path.basename(self.socket_dir).startswith("lazycell-cluster-"):
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+    def start_thread(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=f"lazycell-worker-{name}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def handle_control_messages(self) -> None:
+        while True:
+            try:
+                message = loads_control(self.control.recv_bytes())
+            except (EOFError, OSError):
+                return
+            kind = message[0]
+            if kind == "compute":
+                _, batch_id, batch = message
+                try:
+                    items = loads_control(batch)
+                except Exception as exc:  # e.g. a function from a module not importable here
+                    self.send(("broken", batch_id, f"{type(exc).__name__}: {exc}"))
+                    continue
+                for item in items:
+                    self.tasks.put(item)
+            elif kind == "release":
+                for key in message[1]:
+                    self.store.delete(key)
+            elif kind == "stop":
+                self.told_to_stop = True
+                return
+
+    def shut_down(self, n_threads: int) -> None:
+        self.stopping = True
+        self.unpaused.set()
+        for _ in range(n_threads):
+            self.tasks.put(None)
+        try:
+            self.server.close()
+        except OSError:
+            pass
+        self.fetcher.close()
+        self.store.clear()
+        self.reports_pending.set()
+
+    # -- running tasks
+    def run_tasks(self) -> None:
+        while True:
+            item = self.tasks.get()
+            if item is None:
+                return
+            self.unpaused.wait()
+            key, spec, where = item
+            try:
+                inputs = self.gather_inputs(spec.deps, where)
+            except MissingData as missing:
+                self.report(("missing", key, str(missing)))
+                continue
+            start = time.perf_counter()
+            try:
+                result = run_task(spec, inputs)
+            except BaseException as exc:  # noqa: B036 - SystemExit in a task must not kill us
+                self.report(("erred", key, _failure_payload(exc), start, time.perf_counter()))
+                continue
+            stop = time.perf_counter()
+            del inputs
+            nbytes = self.store.put(key, result)
+            self.report(("finished", key, nbytes, start, stop))
+
+    def gather_inputs(self, deps: tuple, where: dict) -> dict:
+        inputs = {}
+        by_address: dict = {}
+        for dep in deps:
+            address = where.get(dep)
+            if address is not None:
+                by_address.setdefault(address, []).append(dep)
+                continue
+            try:
+                inputs[dep] = self.store.get(dep)
+            except KeyError:
+                raise MissingData(f"input {dep!r} is not held here") from None
+        for address, keys in by_address.items():
+            inputs.update(self.fetcher.fetch(address, keys))
+        return inputs
+
+    # -- reporting
+    def report(self, item: tuple) -> None:
+        with self.outbox_lock:
+            self.outbox.append(item)
+        if self.tasks.empty():
+            self.flush_reports()
+        else:
+            self.reports_pending.set()
+
+    def flush_reports(self) -> None:
+        with self.outbox_lock:
+            items, self.outbox = self.outbox, []
+        if items:
+            self.send(("reports", items))
+
+    def flush_reports_periodically(self) -> None:
+        while not self.stopping:
+            self.reports_pending.wait()
+            time.sleep(FLUSH_INTERVAL)
+            self.reports_pending.clear()
+            self.flush_reports()
+
+    def send(self, message) -> None:
+        payload = dumps_control(message)
+        with self.send_lock:
+            try:
+                self.control.send_bytes(payload)
+            except (OSError, ValueError):  # the scheduler is gone; we are stopping
+                pass
+
+    # -- serving data to peers and the client
+    def accept_peers(self) -> None:
+        while True:
+            try:
+                sock, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(
+                target=self.serve_peer, args=(sock,), name="lazycell-worker-peer", daemon=True
+            ).start()
+
+    def serve_peer(self, sock) -> None:
+        channel = accept_authenticated(sock, self.authkey)
+        if channel is None:  # refused: wrong or no key; nothing was unpickled
+            return
+        try:
+            while True:
+                _, keys = channel.recv()
+                self.send_values(channel, keys)
+        except (OSError, EOFError):
+            pass
+        finally:
+            channel.close()
+
+    def send_values(self, channel, keys: list) -> None:
+        try:
+            values = {key: self.store.get(key) for key in keys}
+        except KeyError as exc:
+            channel.send(("missing", exc.args[0]))
+            return
+        try:
+            channel.send(("data", values))
+        except OSError:
+            raise
+        except Exception as exc:  # pickling fails before a byte is sent: the stream is intact
+            names = ", ".join(
+                f"{type(v).__module__}.{type(v).__qualname__}" for v in values.values()
+            )
+            channel.send(("error", f"a result of type {names} cannot be pickled to send it: {exc}"))
+
+    # -- memory
+    def configure_memory(self, options: dict) -> None:
+        self.memory_limit = options.get("memory_limit")
+        self.thresholds = options.get("thresholds") or {}
+        if options.get("local_directory"):
+            os.makedirs(options["local_directory"], exist_ok=True)
+            self.store = ResultStore(
+                spill_dir=tempfile.mkdtemp(prefix="lazycell-spill-", dir=options["local_directory"])
+            )
+        spill = self.thresholds.get("spill", float("inf"))
+        if self.memory_limit and spill != float("inf"):
+            self.store.spill_bytes = int(self.memory_limit * spill)
+
+    def monitor_memory(self) -> None:
+        import psutil
+
+        process = psutil.Process()
+        limit = self.memory_limit
+        paused = False
+        while not self.stopping:
+            time.sleep(MEMORY_SAMPLE_SECONDS)
+            rss = process.memory_info().rss
+            if rss > limit * self.thresholds["spill"] and self.store.memory_bytes:
+                excess = rss - int(limit * self.thresholds["spill"])
+                self.store.spill_least_recently_used(
+                    target=max(0, self.store.memory_bytes - excess)
+                )
+                rss = process.memory_info().rss
+            if rss > limit * self.thresholds["terminate"]:
+                self.flush_reports()
+                self.send(("restarting", rss))
+                os._exit(1)
+            should_pause = rss > limit * self.thresholds["pause"]
+            if should_pause != paused:
+                paused = should_pause
+                if paused:
+                    self.unpaused.clear()
+                else:
+                    self.unpaused.set()
+                self.send(("paused", paused, rss))
+
+
+def exit_when_orphaned(worker: Worker, parent_pid: int) -> None:
+    """The kernel died without closing the cluster: remove our files and exit."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    worker.remove_files()
+    os._exit(0)
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fd = int(sys.argv[1])
+    parent_pid = int(sys.argv[2])
+    worker = Worker(Connection(fd))
+    threading.Thread(target=exit_when_orphaned, args=(worker, parent_pid), daemon=True).start()
+    worker.serve()
+    if not worker.told_to_stop:  # the control socket closed: did the kernel die?
+        deadline = time.monotonic() + 2
+        while os.getppid() == parent_pid and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if os.getppid() != parent_pid:
+            worker.remove_files()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""The magics: ``%%compute`` / ``%compute`` and ``%scheduler``.
+
+Each magic parses its options in one place and hands over to the plain
+Python API: :class:`SchedulerChoice` (which scheduler, checked),
+:class:`CellCode` (run the cell, compute its last expression),
+:class:`InlineDebugging` (what a failure shows and where pdb lands) and the
+progress display seam. A bad option is a ``UsageError``: IPython prints it
+in one line and nothing of the cell runs.
+"""
+
+from __future__ import annotations
+
+import bdb
+import keyword
+import re
+from contextlib import nullcontext
+
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    line_magic,
+    magics_class,
+    needs_local_scope,
+    no_var_expand,
+    output_can_be_silenced,
+)
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from lazycell.kernel_ext.cell_code import CellCode
+from lazycell.kernel_ext.debugging import breakpoint_opens_pdb
+from lazycell.kernel_ext.scheduler_choice import (
+    SchedulerChoice,
+    SchedulerOptionError,
+    describe_session_scheduler,
+    scheduler_guide_text,
+)
+
+
+def _each(decorators):
+    """Apply ``decorators`` as if stacked in this order above a function."""
+
+    def apply(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+SCHEDULER_OPTIONS = _each(
+    [
+        argument(
+            "-n",
+            "--workers",
+            type=int,
+            metavar="N",
+            help="number of threads (threads) or worker processes (processes)",
+        ),
+        argument(
+            "--threads-per-worker",
+            type=int,
+            metavar="N",
+            help="threads in each worker of a local cluster (not sync, threads or processes)",
+        ),
+        argument(
+            "--memory-limit",
+            metavar="SIZE",
+            help="memory limit of each worker of a local cluster, e.g. 4GB "
+            "(not sync, threads or processes)",
+        ),
+    ]
+)
+
+
+@magics_class
+class LazycellMagics(Magics):
+    """``%%compute``, ``%compute`` and ``%scheduler`` (see each one's ``?`` help)."""
+
+    def __init__(self, shell, extension):
+        super().__init__(shell)
+        self.extension = extension
+
+    @magic_arguments()
+    @argument(
+        "-s",
+        "--scheduler",
+        metavar="NAME",
+        help="sync, threads, processes, ... (default: the session's; see %%scheduler --list)",
+    )
+    @SCHEDULER_OPTIONS
+    @argument("-o", "--out", metavar="VAR", help="also store the result in the variable VAR")
+    @argument("--quiet", action="store_true", help="no progress display")
+    @argument(
+        "--report",
+        metavar="FILE",
+        help="also write an offline HTML performance report of the cell's computes to FILE",
+    )
+    @argument(
+        "--debug",
+        action="store_true",
+        help="on failure, re-run the failing task in the kernel and open the debugger "
+        "in its frame (as %%pdb on does for every cell)",
+    )
+    @no_var_expand
+    @needs_local_scope
+    @line_cell_magic
+    @output_can_be_silenced
+    def compute(self, line: str = "", cell: str | None = None, local_ns: dict | None = None):
+        """Run a cell (or one expression) with its computations on the scheduler you choose.
+
+        ``%%compute [options]`` runs the cell in your namespace; every
+        ``.compute()`` / ``lc.compute()`` in it uses the chosen scheduler. If the
+        cell ends in an expression holding lazy objects or dask collections
+        (also inside lists, tuples, dicts), they are computed together, in one
+        graph, and the result is the cell's output (``Out[n]``, ``_``).
+
+        ``%compute [options] EXPR`` does the same for one expression. Put ``--``
+        before an expression that starts with ``-``.
+
+        A failing task's error names the task and keeps your exception type.
+        With ``%pdb on`` (or ``--debug``) the debugger opens in the failing
+        task's frame, with its real inputs, on every scheduler; ``%debug``
+        after the failure lands there too.
+
+        Examples::
+
+            %%compute --scheduler processes --workers 4
+            total
+
+            %compute -s sync total
+
+            %%compute --report report.html
+            total
+        """
+        options, expression = split_options_and_expression(line, self.compute.parser)
+        args = parse_argstring(self.compute, options)
+        is_cell = cell is not None
+        if is_cell and expression:
+            raise UsageError(
+                f"%%compute takes only options on its first line, not {expression!r}; "
+                "put the code in the cell below it"
+            )
+        if not is_cell and not expression:
+            raise UsageError(
+                "%compute needs an expression: %compute [options] EXPR "
+                "(for a whole cell, use %%compute on its first line)"
+            )
+        choice = self._choice(args.scheduler, args.workers, args)
+        if args.out is not None and not (
+            args.out.isidentifier() and not keyword.iskeyword(args.out)
+        ):
+            raise UsageError(f"--out takes a variable name such as result, not {args.out!r}")
+        code = self._compile(cell if is_cell else expression, options if is_cell else None)
+        if args.out is not None and not code.ends_in_expression:
+            raise UsageError(
+                "--out VAR stores the value of the cell's last expression, "
+                "but this cell does not end in an expression"
+            )
+        global_ns = self.shell.user_ns
+        local_ns = None if is_cell or local_ns is global_ns else local_ns
+        report = nullcontext()
+        if args.report is not None:
+            if not args.report.strip():
+                raise UsageError("--report takes a file name such as report.html")
+            from lazycell.diagnostics.report import performance_report
+
+            report = performance_report(args.report)
+        with report:
+            result = self._run(
+                code, choice, global_ns, local_ns, quiet=args.quiet, debug=args.debug
+            )
+        if args.out is not None:
+            self.shell.user_ns[args.out] = result
+        return result
+
+    @magic_arguments()
+    @argument("name", nargs="?", metavar="NAME", help="sync, threads, processes, ...")
+    @argument("--list", action="store_true", help="the schedulers, and when to use each")
+    @SCHEDULER_OPTIONS
+    @no_var_expand
+    @line_magic
+    def scheduler(self, line: str = "") -> None:
+        """Show or set the scheduler this session computes on.
+
+        ``%scheduler`` shows the current one and its settings;
+        ``%scheduler NAME [--workers N]`` sets it for the rest of the session
+        (like ``lc.config.set(scheduler=NAME, num_workers=N)``; settings not
+        given go back to their defaults); ``%scheduler --list`` says which
+        scheduler fits which work.
+
+        Examples::
+
+            %scheduler processes --workers 4
+            %scheduler --list
+        """
+        args = parse_argstring(self.scheduler, line)
+        scheduler_options = any(
+            value is not None
+            for value in (args.workers, args.threads_per_worker, args.memory_limit)
+        )
+        if args.list:
+            if args.name is not None or scheduler_options:
+                raise UsageError("%scheduler --list takes no other argument")
+            print(scheduler_guide_text())
+            return
+        if args.name is None:
+            if scheduler_options:
+                raise UsageError(
+                    "name the scheduler these options are for, e.g. %scheduler threads --workers 4"
+                )
+            print(describe_session_scheduler())
+            return
+        self._choice(args.name, args.workers, args).make_session_default()
+        print(describe_session_scheduler().splitlines()[0])
+
+    # -- helpers
+    @staticmethod
+    def _choice(name, workers, args) -> SchedulerChoice:
+        try:
+            return SchedulerChoice.from_options(
+                scheduler=name,
+                workers=workers,
+                threads_per_worker=args.threads_per_worker,
+                memory_limit=args.memory_limit,
+            )
+        except SchedulerOptionError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _compile(self, source: str, cell_options: str | None) -> CellCode:
+        """Compile under a cached name so tracebacks and pdb show the cell's own lines."""
+        shell = self.shell
+        python = shell.transform_cell(source)
+        if cell_options is None:
+            shown = source
+        else:  # the cell as the user sees it: the magic's line, then the code from line 2
+            shown = f"%%compute {cell_options}".rstrip() + "\n" + source
+            python = "\n" + python
+        filename = shell.compile.cache(shown, shell.execution_count, raw_code=shown)
+        with shell.builtin_trap:
+            tree = shell.compile.ast_parse(python, filename=filename)
+        tree = shell.transform_ast(tree)
+        return CellCode.from_tree(tree, filename, shell.compile)
+
+    def _run(self, code: CellCode, choice, global_ns, local_ns, quiet: bool, debug: bool):
+        display = nullcontext() if quiet else self.extension.progress_display()
+        try:
+            with choice.applied(), display, breakpoint_opens_pdb():
+                return code.run(global_ns, local_ns)
+        except (bdb.BdbQuit, SystemExit):
+            raise  # quitting pdb or exit(): IPython handles these itself
+        except (Exception, KeyboardInterrupt) as exc:
+            failure = exc
+        __tracebackhide__ = True  # noqa: F841 - read by IPython's traceback and debugger
+        raise self.extension.debugging.prepare_to_raise(failure, debug=debug)
+
+
+OPTION_TOKEN = re.compile(r"\S+")
+
+
+def split_options_and_expression(line: str, parser) -> tuple[str, str]:
+    """``"-s sync total[0] + 1"`` -> ``("-s sync", "total[0] + 1")``.
+
+    Options come first; the expression is the rest of the line, untouched
+    (quotes and spacing kept). ``--`` ends the options explicitly.
+    """
+    takes_value = {
+        option
+        for action in parser._actions
+        if action.nargs != 0
+        for option in action.option_strings
+    }
+    options_end = 0
+    expect_value = False
+    for match in OPTION_TOKEN.finditer(line):
+        token = match.group()
+        if expect_value:
+            expect_value = False
+        elif token == "--":
+            return line[: match.start()].strip(), line[match.end() :].strip()
+        elif not token.startswith("-"):
+            return line[: match.start()].strip(), line[match.start() :].strip()
+        else:
+            expect_value = token in takes_value
+        options_end = match.end()
+    return line[:options_end].strip(), ""

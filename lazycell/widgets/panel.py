@@ -1,0 +1,183 @@
+"""The live notebook panel: progress, worker memory, resources and task stream.
+
+::
+
+    dispatcher thread (a few Hz)             panel thread (every ``interval`` s)
+    ────────────────────────────             ───────────────────────────────────
+    events ──► ComputeTracker folds them     if something changed (or time moved on):
+               into ComputeState, marks the    render(latest state): set widget traits,
+               panel dirty                     the charts at most every chart_interval
+    computing thread, compute's end:
+    final batch ──► render the bars at once  so the finished totals reach the front
+                    (charts: panel thread)     end before the compute returns
+    leaving ``with``: a last render, charts included, before the cell's reply
+    sampler thread (ResourceSampler): CPU % and RSS of the kernel and its children
+
+- ``ComputePanel``: the context manager. ``widget`` is the ipywidgets tree;
+  ``tracker`` the folded state; ``sampler`` the resource samples.
+- Every view (``ProgressView``, ``MemoryView``, the two ``LiveChart``s) is a
+  function of that state: ``show(...)`` sets traits and nothing else.
+- ``render_lock``: one render at a time; renders read the state under the
+  tracker's lock, so they never see half a batch.
+
+Why throttled: each trait change is a comm message to the browser. At most a
+few renders per second keep a 10,000-task compute's overhead small, and a
+render sends only the traits that changed (ipywidgets drops equal values).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import ipywidgets as widgets
+
+from lazycell.diagnostics.compute_state import ComputeState, ComputeTracker
+from lazycell.diagnostics.figures import (
+    resource_layout,
+    resource_traces,
+    task_stream_layout,
+    task_stream_traces,
+)
+from lazycell.diagnostics.resources import DEFAULT_INTERVAL, ResourceSampler, total_memory
+from lazycell.diagnostics.workers import worker_processes
+from lazycell.widgets.charts import LiveChart
+from lazycell.widgets.memory_view import MemoryView
+from lazycell.widgets.progress_view import ProgressView
+
+WAITING_TEXT = "lazycell: waiting for a compute…"
+# The live task stream draws at most this many bars; the report draws them all.
+LIVE_TASK_STREAM_BARS = 1000
+
+
+class ComputePanel:
+    """Show a live panel for every compute inside the ``with`` block (see module docstring).
+
+    >>> with ComputePanel():          # in a notebook cell
+    ...     total.compute()
+
+    ``interval``: seconds between renders; ``chart_interval``: between chart
+    redraws; ``resource_interval``: between resource samples; ``display``:
+    whether entering shows the panel in the cell's output (off for benchmarks).
+    """
+
+    def __init__(
+        self,
+        interval: float = 0.25,
+        chart_interval: float = 1.0,
+        resource_interval: float = DEFAULT_INTERVAL,
+        display: bool = True,
+    ):
+        self.interval = interval
+        self.chart_interval = chart_interval
+        self.display = display
+        self.tracker = ComputeTracker(on_change=self._on_change)
+        self.sampler = ResourceSampler(resource_interval)
+        self.progress = ProgressView()
+        self.memory = MemoryView()
+        self.resources = LiveChart(resource_layout(), "lazycell-resources-chart")
+        self.task_stream = LiveChart(task_stream_layout(), "lazycell-task-stream-chart")
+        self.widget = self._layout()
+        self.render_lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._charts_drawn_at = 0.0
+        self._processes: dict[int, dict[str, int]] = {}  # compute id -> {worker: pid}
+        self._display_handle = None
+
+    def _layout(self) -> widgets.Widget:
+        self.progress.timing.value = WAITING_TEXT
+        charts = widgets.Tab(
+            children=[self.resources.widget, self.task_stream.widget],
+            titles=("Resources", "Task stream"),
+        )
+        memory = widgets.VBox([widgets.HTML("<b>Worker memory</b>"), self.memory.widget])
+        panel = widgets.VBox([self.progress.widget, memory, charts])
+        panel.add_class("lazycell-panel")
+        return panel
+
+    # -- rendering: a function of the tracker's latest state
+    def render(self, charts: bool | None = None) -> None:
+        """Show the latest state; ``charts``: True / False forces, None throttles them."""
+        with self.render_lock, self.tracker.lock:
+            states = self.tracker.states
+            state = next(reversed(states.values()), None) if states else None
+            if state is None:
+                return
+            self.progress.show(state)
+            self._show_memory(state)
+            now = time.monotonic()
+            if charts or (charts is None and now - self._charts_drawn_at >= self.chart_interval):
+                self._charts_drawn_at = now
+                self._show_charts(state)
+
+    def _show_memory(self, state: ComputeState) -> None:
+        processes = self._processes.get(state.compute_id)
+        if processes is None:
+            processes = self._processes[state.compute_id] = worker_processes(state)
+        latest = self.sampler.latest
+        self.memory.show(processes, latest.rss_by_pid if latest else {}, total_memory())
+
+    def _show_charts(self, state: ComputeState) -> None:
+        since = state.started_at - self.sampler.interval
+        samples = [s for s in self.sampler.samples if s.time >= since]
+        self.resources.show(resource_traces(samples, state.started_at))
+        self.task_stream.show(task_stream_traces(state, LIVE_TASK_STREAM_BARS))
+
+    def summary(self) -> str:
+        """The latest compute's one-line summary (``WAITING_TEXT`` before the first)."""
+        state = self.tracker.latest
+        return state.summary() if state is not None else WAITING_TEXT
+
+    # -- threads
+    def _on_change(self, state: ComputeState) -> None:
+        # Called with the tracker's lock released, on the thread that delivered the batch.
+        if state.finished:  # on the computing thread: the bars are final before it returns
+            self.render(charts=False)
+        self._dirty.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            state = self.tracker.latest
+            if self._dirty.is_set() or (state is not None and not state.finished):
+                self._dirty.clear()
+                self.render()
+
+    # -- context manager
+    def __enter__(self) -> ComputePanel:
+        if self.display:
+            self._show_in_output()
+        self.sampler.start()
+        self.tracker.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="lazycell-panel", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.tracker.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.sampler.stop()
+        self.render(charts=True)
+        if self._display_handle is not None:
+            self._display_handle.update(self._mime_bundle(), raw=True)
+
+    def _show_in_output(self) -> None:
+        from IPython.display import display
+
+        self._display_handle = display(self._mime_bundle(), raw=True, display_id=True)
+
+    def _mime_bundle(self) -> dict:
+        # The text is what front ends without widgets (and saved text outputs) show.
+        return {
+            "text/plain": self.summary(),
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self.widget.model_id,
+            },
+        }

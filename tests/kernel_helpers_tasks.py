@@ -1,0 +1,41 @@
+"""Task functions the kernel_ext tests compute, importable by kernels and worker processes."""
+
+import os
+import threading
+import time
+
+KERNEL_PID = os.getpid()  # of whichever process imported this module first
+
+
+def add(a, b):
+    return a + b
+
+
+def fail_on(x, bad):
+    if x == bad:
+        return 1 / 0
+    return x
+
+
+def outer(x):
+    return inner(x * 2)
+
+
+def inner(y):
+    return 1 / (y - y)
+
+
+def where(_=None):
+    """(process id, thread name) of the place the task ran."""
+    return os.getpid(), threading.current_thread().name
+
+
+def slow(x, seconds=0.7):
+    time.sleep(seconds)
+    return x
+
+
+def fails_only_in_a_worker(x, home_pid):
+    if os.getpid() != home_pid:
+        raise RuntimeError("this fails only in a worker process")
+    return x

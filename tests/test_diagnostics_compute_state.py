@@ -1,0 +1,140 @@
+"""ComputeTracker / ComputeState: the event stream folded into what views show."""
+
+import time
+
+import pytest
+
+import lazycell as lc
+from lazycell.diagnostics.compute_state import ComputeTracker, ThinnedStream
+
+
+def inc(x):
+    return x + 1
+
+
+def fail_on_three(x):
+    if x == 3:
+        raise ValueError("three")
+    return x
+
+
+def nap(x):
+    time.sleep(0.02)
+    return x
+
+
+def tree(n_leaves=20):
+    leaves = [lc.delayed(inc, name="leaf")(i) for i in range(n_leaves)]
+    return lc.delayed(sum, name="total")(leaves)
+
+
+def track(compute):
+    with ComputeTracker() as tracker:
+        compute()
+    return tracker.latest
+
+
+def test_totals_and_groups_match_the_graph(scheduler):
+    state = track(lambda: tree().compute(scheduler=scheduler))
+    assert state.n_tasks == 21
+    assert {name: g.total for name, g in state.groups.items()} == {"leaf": 20, "total": 1}
+    assert {name: g.done for name, g in state.groups.items()} == {"leaf": 20, "total": 1}
+    assert state.done == 21 and state.erred == 0 and state.running == 0
+    assert state.status == "ok" and state.finished
+
+
+def test_scheduler_and_worker_count_are_those_of_the_compute(scheduler):
+    state = track(lambda: tree().compute(scheduler=scheduler, num_workers=2))
+    assert state.scheduler == scheduler
+    assert state.n_workers == (1 if scheduler == "sync" else 2)
+
+
+def test_tasks_per_worker_add_up_to_the_tasks_done(scheduler):
+    state = track(lambda: tree().compute(scheduler=scheduler, num_workers=2))
+    assert sum(state.tasks_per_worker.values()) == 21
+    expected_prefix = {"sync": "main-thread", "threads": "thread-", "processes": "process-"}
+    assert all(w.startswith(expected_prefix[scheduler]) for w in state.tasks_per_worker)
+
+
+def test_a_failure_is_counted_as_erred_in_its_group(scheduler):
+    parts = [lc.delayed(fail_on_three, name="check")(i) for i in range(6)]
+    total = lc.delayed(sum, name="total")(parts)
+    with ComputeTracker() as tracker:
+        with pytest.raises(ValueError):
+            total.compute(scheduler=scheduler)
+    state = tracker.latest
+    assert state.status == "error"
+    assert state.groups["check"].erred == 1 and state.erred == 1
+    assert state.groups["total"].done == 0
+    assert state.errors == ["check: ValueError: three"]
+    assert any(bar.erred for bar in state.task_stream)
+
+
+def test_task_stream_has_one_bar_per_task_with_its_worker_and_group(scheduler):
+    state = track(lambda: tree().compute(scheduler=scheduler))
+    bars = state.task_stream
+    assert len(bars) == 21
+    assert sorted(bar.group for bar in bars) == ["leaf"] * 20 + ["total"]
+    assert {bar.worker for bar in bars} == set(state.tasks_per_worker)
+    assert all(0 <= bar.start <= bar.stop <= state.elapsed() + 0.01 for bar in bars)
+
+
+def test_task_stream_of_a_large_graph_is_thinned_to_its_limit():
+    with ComputeTracker(stream_limit=100) as tracker:
+        tree(2000).compute(scheduler="threads")
+    state = tracker.latest
+    assert state.done == 2001
+    assert 50 <= len(state.task_stream) < 100
+
+
+def test_thinned_stream_keeps_evenly_spaced_items():
+    stream = ThinnedStream(limit=8)
+    for i in range(64):
+        stream.add(i)
+    assert len(stream.bars) < 8
+    gaps = {b - a for a, b in zip(stream.bars, stream.bars[1:])}
+    assert stream.bars[0] == 0
+    assert len(gaps) == 1  # evenly spaced
+    assert stream.bars[-1] >= 64 - gaps.pop()  # reaches the end
+
+
+def test_elapsed_is_fixed_and_eta_is_gone_once_finished():
+    state = track(
+        lambda: lc.delayed(sum)([lc.delayed(nap)(i) for i in range(5)]).compute(scheduler="sync")
+    )
+    assert state.elapsed() >= 0.1
+    assert state.elapsed() == state.elapsed(time.perf_counter() + 100)
+    assert state.eta() is None
+
+
+def test_eta_while_running_is_positive_and_progress_rises():
+    estimates = []
+    with ComputeTracker(on_change=lambda s: estimates.append((s.done, s.eta()))) as tracker:
+        lc.delayed(sum)([lc.delayed(nap)(i) for i in range(40)]).compute(scheduler="sync")
+    running = [(done, eta) for done, eta in estimates if eta is not None]
+    assert running and all(eta > 0 for _, eta in running)
+    timeline = tracker.latest.progress_timeline
+    assert [done for _, done in timeline] == sorted(done for _, done in timeline)
+    assert timeline[-1][1] == 41
+
+
+def test_summary_names_tasks_scheduler_and_workers():
+    state = track(lambda: tree().compute(scheduler="threads", num_workers=2))
+    summary = state.summary()
+    assert summary.startswith("✔ 21 tasks in ")
+    assert summary.endswith("· threads · 2 workers")
+
+
+def test_each_compute_in_the_block_has_its_own_state():
+    with ComputeTracker() as tracker:
+        tree(3).compute(scheduler="sync")
+        tree(5).compute(scheduler="threads")
+    assert [s.n_tasks for s in tracker.states.values()] == [4, 6]
+    assert tracker.latest.scheduler == "threads"
+
+
+def test_computes_after_the_block_are_not_tracked():
+    with ComputeTracker() as tracker:
+        pass
+    tree().compute(scheduler="sync")
+    assert tracker.latest is None

@@ -1,0 +1,100 @@
+"""ComputePanel built in a plain process (ipywidgets need no kernel): widget state."""
+
+import pytest
+
+import lazycell as lc
+from lazycell.kernel_ext.progress_display import choose_progress_display, text_progress_bar
+from lazycell.widgets import install, panel_if_widgets_available
+from lazycell.widgets.panel import ComputePanel
+
+
+def inc(x):
+    return x + 1
+
+
+def fail_on_two(x):
+    if x == 2:
+        raise ValueError("two")
+    return x
+
+
+def tree(n=10):
+    return lc.delayed(sum, name="total")([lc.delayed(inc, name="leaf")(i) for i in range(n)])
+
+
+def run_in_panel(compute, **kwargs) -> ComputePanel:
+    with ComputePanel(display=False, **kwargs) as panel:
+        compute()
+    return panel
+
+
+def test_bars_show_the_finished_totals_per_group(scheduler):
+    panel = run_in_panel(lambda: tree().compute(scheduler=scheduler))
+    overall = panel.progress.overall.bar
+    assert (overall.value, overall.max) == (11, 11)
+    rows = {name: (row.bar.value, row.bar.max) for name, row in panel.progress.rows.items()}
+    assert rows == {"leaf": (10, 10), "total": (1, 1)}
+    assert panel.progress.rows["leaf"].counts.value == "10 / 10"
+
+
+def test_erred_group_bar_turns_red_and_counts_the_failure():
+    parts = [lc.delayed(fail_on_two, name="check")(i) for i in range(4)]
+    with ComputePanel(display=False) as panel:
+        with pytest.raises(ValueError):
+            lc.delayed(sum, name="total")(parts).compute(scheduler="sync")
+    check = panel.progress.rows["check"]
+    assert check.bar.bar_style == "danger"
+    assert check.counts.value.endswith("1 erred")
+    assert panel.progress.timing.value.startswith("✖")
+
+
+def test_summary_line_is_kept_at_the_end():
+    panel = run_in_panel(lambda: tree().compute(scheduler="threads", num_workers=2))
+    assert panel.progress.timing.value == panel.summary()
+    assert panel.summary().startswith("✔ 11 tasks in ")
+    assert panel.summary().endswith("threads · 2 workers")
+
+
+def test_memory_bars_are_the_kernel_for_threads_and_each_pool_process_for_processes():
+    threads = run_in_panel(lambda: tree().compute(scheduler="threads", num_workers=2))
+    assert list(threads.memory.rows) == ["kernel"]
+    processes = run_in_panel(lambda: tree().compute(scheduler="processes", num_workers=2))
+    assert list(processes.memory.rows) == ["kernel", "process-0", "process-1"]
+    for row in processes.memory.rows.values():
+        assert 0 < row.bar.value < 1 and row.bar.bar_style == "success"
+        assert " / " in row.text.value
+
+
+def test_charts_hold_the_task_stream_and_the_resource_timeline():
+    panel = run_in_panel(lambda: tree().compute(scheduler="threads"))
+    stream = panel.task_stream.figure
+    assert sum(len(trace.x) for trace in stream.data) == 11
+    assert {trace.name for trace in stream.data} == {"leaf", "total"}
+    cpu, memory = panel.resources.figure.data
+    assert len(memory.y) >= 1 and min(memory.y) > 0
+
+
+def test_the_factory_passes_outside_a_kernel_so_the_text_bar_is_used():
+    assert panel_if_widgets_available(None) is None
+    uninstall = install()
+    try:
+        assert type(choose_progress_display(None)) is type(text_progress_bar())
+    finally:
+        uninstall()
+
+
+def test_install_twice_registers_once_and_uninstall_takes_it_back():
+    from lazycell.kernel_ext import progress_display
+
+    uninstall = install()
+    assert install() is uninstall
+    assert progress_display._factories.count(panel_if_widgets_available) == 1
+    uninstall()
+    assert panel_if_widgets_available not in progress_display._factories
+
+
+def test_live_outside_a_notebook_shows_the_text_bar(capsys):
+    with lc.diagnostics.live() as display:
+        tree().compute(scheduler="sync")
+    assert isinstance(display, lc.diagnostics.ProgressBar)
+    assert "11/11 tasks" in capsys.readouterr().out
