@@ -93,9 +93,7 @@ def describe(value):
 
 
 def make_pdf() -> pd.DataFrame:
-    return pd.DataFrame(
-        {"a": np.arange(24, dtype="int64"), "b": np.arange(24, dtype="int64") % 4}
-    )
+    return pd.DataFrame({"a": np.arange(24, dtype="int64"), "b": np.arange(24, dtype="int64") % 4})
 
 
 def make_array():
@@ -321,9 +319,7 @@ def test_get_scheduler_computes_dask_bag_like_dask(scheduler):
 def test_get_scheduler_computes_dask_delayed_like_dask(scheduler):
     parts = [dask.delayed(inc)(i) for i in range(5)]
     total = dask.delayed(sum)(parts)
-    assert total.compute(scheduler=lc.get_scheduler(scheduler)) == total.compute(
-        scheduler="sync"
-    )
+    assert total.compute(scheduler=lc.get_scheduler(scheduler)) == total.compute(scheduler="sync")
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
@@ -593,8 +589,16 @@ _Pair = collections.namedtuple("_Pair", "x y")
         {"a": 1, "b": ("a", 5)},
         {"a": 1, "b": ["a", (inc, "a"), ("a", ["a"])]},
     ],
-    ids=["tuple", "set", "frozenset", "inner-task", "dict-literal", "namedtuple",
-         "top-tuple", "top-list"],
+    ids=[
+        "tuple",
+        "set",
+        "frozenset",
+        "inner-task",
+        "dict-literal",
+        "namedtuple",
+        "top-tuple",
+        "top-list",
+    ],
 )
 def test_legacy_containers_are_read_as_current_dask_reads_them(graph, scheduler):
     assert lc.get(graph, "b", scheduler=scheduler) == dask.local.get_sync(graph, "b")

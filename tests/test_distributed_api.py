@@ -310,3 +310,9 @@ def test_cancelling_a_finished_future_makes_it_cancelled(client):
     future.cancel()
     with pytest.raises(concurrent.futures.CancelledError):
         future.result(timeout=30)
+
+
+def test_futures_passed_only_inside_a_temporary_list_stay_alive_for_the_task(client):
+    # The list from map() is referenced by nothing but submit's arguments.
+    total = client.submit(sum, client.map(abs, range(-5, 5)))
+    assert total.result(timeout=60) == sum(abs(i) for i in range(-5, 5))

@@ -178,17 +178,24 @@ def test_sync_runs_in_the_calling_thread():
 
 
 def test_threads_scheduler_uses_up_to_num_workers_threads():
-    names = lc.compute([lc.delayed(thread_name)(i) for i in range(40)], scheduler="threads",
-                       num_workers=2)[0]
+    names = lc.compute(
+        [lc.delayed(thread_name)(i) for i in range(40)], scheduler="threads", num_workers=2
+    )[0]
     assert 1 <= len(set(names)) <= 2
     assert threading.current_thread().name not in names
 
 
 def test_processes_run_in_other_processes_that_persist_between_computes():
-    first = set(lc.compute([lc.delayed(process_pid)(i) for i in range(8)],
-                           scheduler="processes", num_workers=2)[0])
-    second = set(lc.compute([lc.delayed(process_pid)(i) for i in range(8)],
-                            scheduler="processes", num_workers=2)[0])
+    first = set(
+        lc.compute(
+            [lc.delayed(process_pid)(i) for i in range(8)], scheduler="processes", num_workers=2
+        )[0]
+    )
+    second = set(
+        lc.compute(
+            [lc.delayed(process_pid)(i) for i in range(8)], scheduler="processes", num_workers=2
+        )[0]
+    )
     assert os.getpid() not in first
     assert first | second <= set(lc.schedulers.processes.shared_pool(2).pids)
 

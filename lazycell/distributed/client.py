@@ -264,14 +264,18 @@ class Client:
         ``pure=False`` gives a fresh key even for a call made before.
         """
         self._check_open()
-        args = tuple(_futures_to_refs(a) for a in args)
-        kwargs = {k: _futures_to_refs(v) for k, v in kwargs.items()}
-        spec = call_spec(fn, args, kwargs or None)
+        # ``args`` may hold the only references to Futures (a list built in the
+        # call): keep them alive until the graph that needs them is submitted,
+        # or their release would reach the scheduler first.
+        task_args = tuple(_futures_to_refs(a) for a in args)
+        task_kwargs = {k: _futures_to_refs(v) for k, v in kwargs.items()}
+        spec = call_spec(fn, task_args, task_kwargs or None)
         if key is None:
             name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
-            key = pure_key(name, fn, args, kwargs) if pure else random_key(name)
+            key = pure_key(name, fn, task_args, task_kwargs) if pure else random_key(name)
         restrictions = {key: _worker_names(workers)} if workers is not None else None
         (future,) = self._submit_graph({key: spec}, [key], restrictions=restrictions)
+        del args, kwargs  # only now may the argument Futures go
         return future
 
     def map(

@@ -85,6 +85,7 @@ import lazycell
 from lazycell.distributed.protocol import dumps_control, loads_control
 from lazycell.graph.spec import TaskSpec, describe_task, key_group
 from lazycell.schedulers.core import order_graph
+from lazycell.schedulers.errors import describe_exit
 
 QUEUE_SECONDS = 0.05
 MIN_TASKS_PER_THREAD, MAX_TASKS_PER_THREAD, FIRST_TASKS_PER_THREAD = 2, 512, 16
@@ -229,20 +230,7 @@ class WorkerHandle:
             return self.exit_reason
         if self.proc is None:
             return "stopped"
-        code = self.proc.poll()
-        if code is None:
-            try:
-                code = self.proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                return "stopped answering"
-        if code < 0:
-            import signal
-
-            try:
-                return f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"was killed by signal {-code}"
-        return f"exited with code {code}"
+        return describe_exit(self.proc)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

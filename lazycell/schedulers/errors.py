@@ -144,3 +144,22 @@ def _same_type_from_message(type_name: str, message: str) -> BaseException:
     except Exception:
         pass
     return TaskError(f"{type_name}: {message}")
+
+
+def describe_exit(proc) -> str:
+    """How a worker process ended, for error messages: "was killed by SIGKILL"."""
+    import signal
+    import subprocess
+
+    code = proc.poll()
+    if code is None:
+        try:
+            code = proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return "stopped answering"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"

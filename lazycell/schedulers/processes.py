@@ -56,6 +56,7 @@ from lazycell.schedulers.errors import (
     SerializationError,
     WorkerDiedError,
     annotate_task_error,
+    describe_exit,
     make_rerun,
     rebuild_remote_exception,
     rerun_locally_and_raise,
@@ -158,20 +159,7 @@ class WorkerProcess:
         self._outbox.put(None)
 
     def exit_description(self) -> str:
-        code = self.proc.poll()
-        if code is None:
-            try:
-                code = self.proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                return "stopped answering"
-        if code < 0:
-            import signal
-
-            try:
-                return f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"was killed by signal {-code}"
-        return f"exited with code {code}"
+        return describe_exit(self.proc)
 
 
 class ProcessPool:
