@@ -86,6 +86,10 @@ class ThinnedStream:
         self.seen += 1
         if index % self.stride:
             return
+        self.keep(bar)
+
+    def keep(self, bar: TaskBar) -> None:
+        """Append a bar that passed the stride test; thin out when full."""
         self.bars.append(bar)
         if len(self.bars) >= self.limit:
             self.bars = self.bars[::2]
@@ -139,6 +143,49 @@ class ComputeState:
             self._task_erred(event)
         elif kind is ComputeFinished:
             self._compute_finished(event)
+
+    def apply_batch(self, events: list) -> None:
+        """Fold a run of this compute's events (the same as ``apply`` on each, faster).
+
+        Started and finished events are nearly all of a compute's events and
+        are folded here inline: this runs on the GIL the workers also want.
+        """
+        groups = self.groups
+        per_worker = self.tasks_per_worker
+        stream = self.stream
+        origin = self.started_at
+        running = self.running
+        done = self.done
+        for event in events:
+            kind = type(event)
+            if kind is TaskFinished:
+                group = groups.get(event[2]) or self._group(event[2])
+                if group.running:
+                    group.running -= 1
+                    running -= 1
+                group.done += 1
+                start = event[4]
+                stop = event[5]
+                group.seconds += stop - start
+                done += 1
+                worker = event[3]
+                per_worker[worker] = per_worker.get(worker, 0) + 1
+                index = stream.seen
+                stream.seen = index + 1
+                if not index % stream.stride:
+                    stream.keep(TaskBar(worker, start - origin, stop - origin, event[2], False))
+            elif kind is TaskStarted:
+                group = groups.get(event[2]) or self._group(event[2])
+                group.running += 1
+                running += 1
+            else:
+                self.running = running
+                self.done = done
+                self.apply(event)
+                running = self.running
+                done = self.done
+        self.running = running
+        self.done = done
 
     def _group(self, name: str) -> GroupProgress:
         group = self.groups.get(name)
@@ -278,22 +325,35 @@ class ComputeTracker:
         touched: dict[int, ComputeState] = {}
         with self.lock:
             states = self.states
+            # A batch is runs of events of one compute: fold each run at once.
+            run: list = []
+            run_id = None
             for event in events:
                 if type(event) is GraphSubmitted:
+                    self._fold_run(run_id, run, touched)
+                    run, run_id = [], None
                     state = states[event.compute_id] = ComputeState.from_submitted(
                         event, self.stream_limit
                     )
-                else:
-                    state = states.get(event.compute_id)
-                    if state is None:  # a compute that began before we subscribed
-                        continue
-                    state.apply(event)
-                touched[state.compute_id] = state
+                    touched[state.compute_id] = state
+                    continue
+                if event[0] != run_id:
+                    self._fold_run(run_id, run, touched)
+                    run, run_id = [], event[0]
+                run.append(event)
+            self._fold_run(run_id, run, touched)
             for state in touched.values():
                 state.note_progress()
         if self.on_change is not None:
             for state in touched.values():
                 self.on_change(state)
+
+    def _fold_run(self, compute_id, events: list, touched: dict) -> None:
+        state = self.states.get(compute_id)
+        if state is None or not events:  # a compute that began before we subscribed
+            return
+        state.apply_batch(events)
+        touched[compute_id] = state
 
     def start(self) -> ComputeTracker:
         if self._subscription is None:
