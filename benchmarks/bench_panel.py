@@ -17,18 +17,17 @@ Two workloads of 10,000 ``work(i)`` tasks summed by one task: ``empty``
 Each line prints the median wall time of the runs and the ratio to ``no
 panel``; the target from the spec is a ratio of at most 1.05 for the panel.
 
-Where it stands (2026-11-26, 2 cores, median of 9): on ``100 us`` the event
-stream alone adds about 4-9 % and the panel 15-22 %; the 5 % target is not met
-yet. What the time goes to, per task, all of it Python on the GIL the worker
-threads also need: recording two events on the hot path (about 1.5 us),
-naming each key's group when the compute starts (about 1.5 us), turning the
-recorded tuples into event objects on the dispatcher thread (about 2 us), and
-the panel's three background threads (dispatcher, renderer, resource
-sampler) waking and taking the GIL from busy workers. Folding events into the
-panel's state costs 0.75 us per event since it was batched. The next steps:
-fold raw tuples without building event objects, name groups once per task
-group rather than per key, and drive rendering and sampling from the
-dispatcher's wake-up instead of threads of their own.
+Where it stands (2026-11-26, 2 cores, median of 11): on ``100 us`` the panel
+adds about 6-7 %, the same as the event stream alone (a listener that drops
+every batch); the 5 % target is not met yet. The panel itself now costs next
+to nothing on top of the stream: it folds the bus's raw tuples (0.75 us per
+event) and renders and samples on the bus's wake-ups instead of threads of
+its own. What is left, per task, all Python on the GIL the worker threads
+also need: recording two events on the hot path (about 1 us), naming each
+key's group when the compute starts (about 0.9 us), the dispatcher's pass
+over the tuples, and its wake-ups taking the GIL from busy workers. On
+``empty`` tasks (about 6 us each) any per-task Python work of that size is
+a large fraction; that case is shown as the worst case, not as the target.
 
 Run::
 

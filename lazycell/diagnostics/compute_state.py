@@ -187,6 +187,50 @@ class ComputeState:
         self.running = running
         self.done = done
 
+    def apply_raw(self, raw: list, groups_of: dict) -> None:
+        """Fold the bus's raw tuples (see ``EventBus.subscribe(raw=True)``) of this compute."""
+        groups = self.groups
+        per_worker = self.tasks_per_worker
+        stream = self.stream
+        origin = self.started_at
+        running = self.running
+        done = self.done
+        for item in raw:
+            tag = item[0]
+            if tag == "f":
+                _, key, worker, start, stop, _nbytes = item
+                name = groups_of.get(key, "?")
+                group = groups.get(name) or self._group(name)
+                if group.running:
+                    group.running -= 1
+                    running -= 1
+                group.done += 1
+                group.seconds += stop - start
+                done += 1
+                per_worker[worker] = per_worker.get(worker, 0) + 1
+                index = stream.seen
+                stream.seen = index + 1
+                if not index % stream.stride:
+                    stream.keep(TaskBar(worker, start - origin, stop - origin, name, False))
+            elif tag == "s":
+                name = groups_of.get(item[1], "?")
+                group = groups.get(name) or self._group(name)
+                group.running += 1
+                running += 1
+            else:
+                self.running = running
+                self.done = done
+                if tag == "e":
+                    _, key, worker, start, stop, error = item
+                    name = groups_of.get(key, "?")
+                    self.apply(TaskErred(self.compute_id, key, name, worker, start, stop, error))
+                else:
+                    self.apply(item[1])
+                running = self.running
+                done = self.done
+        self.running = running
+        self.done = done
+
     def _group(self, name: str) -> GroupProgress:
         group = self.groups.get(name)
         if group is None:  # a key the scheduler did not announce; count it anyway
@@ -348,6 +392,23 @@ class ComputeTracker:
             for state in touched.values():
                 self.on_change(state)
 
+    def on_raw(self, recorder, raw: list) -> None:
+        """The bus's raw delivery (what :meth:`start` subscribes): one compute's tuples."""
+        with self.lock:
+            state = self.states.get(recorder.compute_id)
+            start = 0
+            if raw and raw[0][0] == "event" and type(raw[0][1]) is GraphSubmitted:
+                state = self.states[recorder.compute_id] = ComputeState.from_submitted(
+                    raw[0][1], self.stream_limit
+                )
+                start = 1
+            if state is None:  # a compute that began before we subscribed
+                return
+            state.apply_raw(raw[start:] if start else raw, recorder.groups_of)
+            state.note_progress()
+        if self.on_change is not None:
+            self.on_change(state)
+
     def _fold_run(self, compute_id, events: list, touched: dict) -> None:
         state = self.states.get(compute_id)
         if state is None or not events:  # a compute that began before we subscribed
@@ -357,7 +418,7 @@ class ComputeTracker:
 
     def start(self) -> ComputeTracker:
         if self._subscription is None:
-            self._subscription = BUS.subscribe(self.on_events)
+            self._subscription = BUS.subscribe(self.on_raw, raw=True)
         return self
 
     def stop(self) -> None:

@@ -123,10 +123,18 @@ class ComputeRecorder:
     def erred(self, key, worker: str, start: float, stop: float, exc: BaseException) -> None:
         self.buffer.append(("e", key, worker, start, stop, f"{type(exc).__name__}: {exc}"))
 
-    def _take_new_events(self) -> list:
+    def _take_new_raw(self) -> list:
+        """The tuples recorded since the last call (the dispatcher's cursor moves on)."""
         end = len(self.buffer)
         raw = self.buffer[self.cursor : end]
         self.cursor = end
+        self.n_done += sum(1 for item in raw if item[0] == "f")
+        return raw
+
+    def _take_new_events(self) -> list:
+        return self._events_from_raw(self._take_new_raw())
+
+    def _events_from_raw(self, raw: list) -> list:
         cid = self.compute_id
         groups_of = self.groups_of
         events: list = []
@@ -154,7 +162,6 @@ class ComputeRecorder:
                 )
             else:  # a ready-made Event
                 append(item[1])
-        self.n_done += sum(1 for e in events if type(e) is TaskFinished)
         return events
 
 
@@ -167,6 +174,7 @@ class Subscription:
 
     def close(self) -> None:
         self._bus._remove(self.listener)
+        self._bus._remove_raw(self.listener)
 
     def __enter__(self) -> Subscription:
         return self
@@ -181,6 +189,9 @@ class EventBus:
     def __init__(self, interval: float = 0.2):
         self.interval = interval
         self._listeners: list[Listener] = []
+        # Raw listeners take (recorder, tuples) as recorded, skipping the event
+        # objects: for views that fold every task, on the workers' GIL.
+        self._raw_listeners: list = []
         self._recorders: list[ComputeRecorder] = []
         self._lock = threading.Lock()  # guards _listeners, _recorders, _dispatcher
         self._delivery_lock = threading.RLock()  # one delivery at a time
@@ -189,26 +200,40 @@ class EventBus:
         self._ids = itertools.count(1)
 
     # -- listeners
-    def subscribe(self, listener: Listener) -> Subscription:
+    def subscribe(self, listener, raw: bool = False) -> Subscription:
+        """``listener(events)``; with ``raw=True``, ``listener(recorder, tuples)``.
+
+        Raw tuples are ``("s", key, worker, time)``, ``("f", key, worker,
+        start, stop, nbytes)``, ``("e", key, worker, start, stop, error)`` and
+        ``("event", GraphSubmitted | ComputeFinished)``; ``recorder.groups_of``
+        maps keys to groups and ``recorder.compute_id`` names the compute. Raw
+        listeners are also called at every dispatcher wake-up during a compute,
+        with an empty list when nothing new was recorded (a clock tick).
+        """
         with self._lock:
-            self._listeners.append(listener)
+            (self._raw_listeners if raw else self._listeners).append(listener)
         return Subscription(self, listener)
 
-    def _remove(self, listener: Listener) -> None:
+    def _remove(self, listener) -> None:
         with self._lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
 
+    def _remove_raw(self, listener) -> None:
+        with self._lock:
+            if listener in self._raw_listeners:
+                self._raw_listeners.remove(listener)
+
     @property
     def listening(self) -> bool:
-        return bool(self._listeners)
+        return bool(self._listeners or self._raw_listeners)
 
     # -- computes
     def start_compute(
         self, keys, scheduler: str, n_workers: int, group_of=None
     ) -> ComputeRecorder | None:
         """Announce a compute of ``keys``; returns its recorder, or None if no one listens."""
-        if not self._listeners:
+        if not self.listening:
             return None
         from lazycell.graph.spec import key_group
 
@@ -259,15 +284,14 @@ class EventBus:
         if recorder is None:
             return
         with self._delivery_lock:
-            events = recorder._take_new_events()
-            events.append(
-                ComputeFinished(recorder.compute_id, time.time(), status, recorder.n_done)
-            )
+            raw = recorder._take_new_raw()
+            finished = ComputeFinished(recorder.compute_id, time.time(), status, recorder.n_done)
+            raw.append(("event", finished))
             recorder.closed = True
             with self._lock:
                 if recorder in self._recorders:
                     self._recorders.remove(recorder)
-            self._deliver(events)
+            self._deliver(recorder, raw)
 
     @contextmanager
     def recording(self, keys, scheduler: str, n_workers: int):
@@ -298,16 +322,21 @@ class EventBus:
             with self._delivery_lock:
                 for recorder in recorders:
                     if not recorder.closed:
-                        events = recorder._take_new_events()
-                        if events:
-                            self._deliver(events)
+                        # Raw listeners hear every wake-up, empty or not: a view
+                        # can redraw its clock from here instead of its own thread.
+                        self._deliver(recorder, recorder._take_new_raw())
 
-    def _deliver(self, events: list) -> None:
+    def _deliver(self, recorder: ComputeRecorder, raw: list) -> None:
         with self._lock:
             listeners = list(self._listeners)
-        for listener in listeners:
+            raw_listeners = list(self._raw_listeners)
+        calls = [(listener, (recorder, raw)) for listener in raw_listeners]
+        if listeners and raw:
+            events = recorder._events_from_raw(raw)
+            calls += [(listener, (events,)) for listener in listeners]
+        for listener, args in calls:
             try:
-                listener(events)
+                listener(*args)
             except Exception as exc:  # a broken view must never break a compute
                 print(f"lazycell: event listener {listener!r} failed: {exc!r}", file=sys.stderr)
 

@@ -83,6 +83,12 @@ class ResourceSampler:
             self.samples = self.samples[::2]
         return sample
 
+    def sample_if_due(self) -> None:
+        """Sample unless the last sample is younger than ``interval`` (for callers' clocks)."""
+        latest = self.latest
+        if latest is None or time.perf_counter() - latest.time >= self.interval:
+            self.sample()
+
     def _current_processes(self) -> dict[int, psutil.Process]:
         try:
             children = self.root.children(recursive=True)

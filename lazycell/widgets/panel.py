@@ -2,16 +2,21 @@
 
 ::
 
-    dispatcher thread (a few Hz)             panel thread (every ``interval`` s)
-    ────────────────────────────             ───────────────────────────────────
-    events ──► ComputeTracker folds them     if something changed (or time moved on):
-               into ComputeState, marks the    render(latest state): set widget traits,
-               panel dirty                     the charts at most every chart_interval
+    dispatcher thread (every 0.2 s while a compute runs, events or not)
+    ────────────────────────────────────────────────────────────────────
+    raw tuples ──► ComputeTracker folds them into ComputeState
+               ──► _on_change: sample resources if due (every resource_interval),
+                   render the latest state if due (every ``interval``; the
+                   charts at most every ``chart_interval``)
     computing thread, compute's end:
-    final batch ──► render the bars at once  so the finished totals reach the front
-                    (charts: panel thread)     end before the compute returns
-    leaving ``with``: a last render, charts included, before the cell's reply
-    sampler thread (ResourceSampler): CPU % and RSS of the kernel and its children
+    final batch ──► render the bars at once, so the finished totals reach the
+                    front end before the compute returns
+    leaving ``with``: a last sample and render, charts included, before the
+    cell's reply
+
+Why no thread of its own: every thread that wakes during a compute takes the
+GIL from busy worker threads. Riding on the bus's wake-ups, the panel adds
+none.
 
 - ``ComputePanel``: the context manager. ``widget`` is the ipywidgets tree;
   ``tracker`` the folded state; ``sampler`` the resource samples.
@@ -64,7 +69,7 @@ class ComputePanel:
     def __init__(
         self,
         interval: float = 0.25,
-        chart_interval: float = 1.0,
+        chart_interval: float = 2.0,
         resource_interval: float = DEFAULT_INTERVAL,
         display: bool = True,
     ):
@@ -79,9 +84,7 @@ class ComputePanel:
         self.task_stream = LiveChart(task_stream_layout(), "lazycell-task-stream-chart")
         self.widget = self._layout()
         self.render_lock = threading.Lock()
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._rendered_at = 0.0
         self._charts_drawn_at = 0.0
         self._processes: dict[int, dict[str, int]] = {}  # compute id -> {worker: pid}
         self._display_handle = None
@@ -135,33 +138,24 @@ class ComputePanel:
         # Called with the tracker's lock released, on the thread that delivered the batch.
         if state.finished:  # on the computing thread: the bars are final before it returns
             self.render(charts=False)
-        self._dirty.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            state = self.tracker.latest
-            if self._dirty.is_set() or (state is not None and not state.finished):
-                self._dirty.clear()
-                self.render()
+            return
+        self.sampler.sample_if_due()
+        now = time.monotonic()
+        if now - self._rendered_at >= self.interval:
+            self._rendered_at = now
+            self.render()
 
     # -- context manager
     def __enter__(self) -> ComputePanel:
         if self.display:
             self._show_in_output()
-        self.sampler.start()
+        self.sampler.sample()  # the baseline; later samples ride on the bus's wake-ups
         self.tracker.start()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="lazycell-panel", daemon=True)
-        self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.tracker.stop()
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self.sampler.stop()
+        self.sampler.sample()
         self.render(charts=True)
         if self._display_handle is not None:
             self._display_handle.update(self._mime_bundle(), raw=True)
