@@ -4,8 +4,9 @@
 
     dispatcher thread (a few Hz) / computing thread (final batch)
     ─────────────────────────────────────────────────────────────
-    batch of events ──► ComputeTracker.on_events ──► ComputeState.apply(event), per compute
-                                                 └─► on_change(state) for each state touched
+    raw tuples ──► ComputeTracker.on_raw ──► ComputeState.apply_raw(tuples, groups)
+    (event objects ──► on_events ──► ComputeState.apply(event), for callers with events)
+                                     └─► on_change(state) for each state touched
 
 - ``ComputeState``: one compute. ``groups`` (name -> :class:`GroupProgress`),
   ``tasks_per_worker`` (worker -> tasks finished there), ``task_stream``
@@ -143,49 +144,6 @@ class ComputeState:
             self._task_erred(event)
         elif kind is ComputeFinished:
             self._compute_finished(event)
-
-    def apply_batch(self, events: list) -> None:
-        """Fold a run of this compute's events (the same as ``apply`` on each, faster).
-
-        Started and finished events are nearly all of a compute's events and
-        are folded here inline: this runs on the GIL the workers also want.
-        """
-        groups = self.groups
-        per_worker = self.tasks_per_worker
-        stream = self.stream
-        origin = self.started_at
-        running = self.running
-        done = self.done
-        for event in events:
-            kind = type(event)
-            if kind is TaskFinished:
-                group = groups.get(event[2]) or self._group(event[2])
-                if group.running:
-                    group.running -= 1
-                    running -= 1
-                group.done += 1
-                start = event[4]
-                stop = event[5]
-                group.seconds += stop - start
-                done += 1
-                worker = event[3]
-                per_worker[worker] = per_worker.get(worker, 0) + 1
-                index = stream.seen
-                stream.seen = index + 1
-                if not index % stream.stride:
-                    stream.keep(TaskBar(worker, start - origin, stop - origin, event[2], False))
-            elif kind is TaskStarted:
-                group = groups.get(event[2]) or self._group(event[2])
-                group.running += 1
-                running += 1
-            else:
-                self.running = running
-                self.done = done
-                self.apply(event)
-                running = self.running
-                done = self.done
-        self.running = running
-        self.done = done
 
     def apply_raw(self, raw: list, groups_of: dict) -> None:
         """Fold the bus's raw tuples (see ``EventBus.subscribe(raw=True)``) of this compute."""
@@ -413,7 +371,8 @@ class ComputeTracker:
         state = self.states.get(compute_id)
         if state is None or not events:  # a compute that began before we subscribed
             return
-        state.apply_batch(events)
+        for event in events:
+            state.apply(event)
         touched[compute_id] = state
 
     def start(self) -> ComputeTracker:
