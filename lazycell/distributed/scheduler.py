@@ -81,11 +81,11 @@ from collections.abc import Hashable, Mapping
 from heapq import heappop, heappush
 from multiprocessing.connection import Connection, wait
 
-import lazycell
 from lazycell.distributed.protocol import dumps_control, loads_control
 from lazycell.graph.spec import TaskSpec, describe_task, key_group
 from lazycell.schedulers.core import order_graph
 from lazycell.schedulers.errors import describe_exit
+from lazycell.schedulers.spawn import spawn_worker
 
 QUEUE_SECONDS = 0.05
 MIN_TASKS_PER_THREAD, MAX_TASKS_PER_THREAD, FIRST_TASKS_PER_THREAD = 2, 512, 16
@@ -254,17 +254,7 @@ def start_worker(index: int, threads: int, setup: tuple, in_process: bool) -> Wo
         handle.thread.start()
     else:
         child_fd = child_sock.fileno()
-        env = dict(os.environ)
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(lazycell.__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_parent, env.get("PYTHONPATH", "")) if p
-        )
-        handle.proc = subprocess.Popen(
-            [sys.executable, "-m", "lazycell.distributed.worker", str(child_fd), str(os.getpid())],
-            pass_fds=[child_fd],
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+        handle.proc = spawn_worker("lazycell.distributed.worker", child_fd)
         handle.pid = handle.proc.pid
         child_sock.close()
     handle.control = Connection(parent_sock.detach())

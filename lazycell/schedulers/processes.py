@@ -48,7 +48,6 @@ from multiprocessing.connection import Connection, wait
 
 import cloudpickle
 
-import lazycell
 from lazycell.diagnostics.events import BUS
 from lazycell.graph.spec import ALIAS, DATA, TaskSpec, describe_task, run_task
 from lazycell.schedulers.core import GraphRun, order_graph
@@ -61,6 +60,7 @@ from lazycell.schedulers.errors import (
     rebuild_remote_exception,
     rerun_locally_and_raise,
 )
+from lazycell.schedulers.spawn import spawn_worker
 
 BATCHES_IN_FLIGHT_PER_WORKER = 2
 TARGET_BATCH_SECONDS = 0.02
@@ -78,27 +78,7 @@ class WorkerProcess:
         self.name = f"process-{index}"
         parent_sock, child_sock = socket.socketpair()
         child_fd = child_sock.fileno()
-        env = dict(os.environ)
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(lazycell.__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_parent, env.get("PYTHONPATH", "")) if p
-        )
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lazycell.schedulers.process_worker",
-                str(child_fd),
-                str(os.getpid()),
-            ],
-            pass_fds=[child_fd],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            # A session of its own: signals meant for the kernel's process group
-            # (ipykernel's shutdown, a terminal's Ctrl-C) are the kernel's to
-            # handle; workers are stopped by the pool, or exit when orphaned.
-            start_new_session=True,
-        )
+        self.proc = spawn_worker("lazycell.schedulers.process_worker", child_fd)
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
         self.pid = self.proc.pid
