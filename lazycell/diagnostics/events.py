@@ -131,9 +131,6 @@ class ComputeRecorder:
         self.n_done += sum(1 for item in raw if item[0] == "f")
         return raw
 
-    def _take_new_events(self) -> list:
-        return self._events_from_raw(self._take_new_raw())
-
     def _events_from_raw(self, raw: list) -> list:
         cid = self.compute_id
         groups_of = self.groups_of
@@ -195,7 +192,6 @@ class EventBus:
         self._recorders: list[ComputeRecorder] = []
         self._lock = threading.Lock()  # guards _listeners, _recorders, _dispatcher
         self._delivery_lock = threading.RLock()  # one delivery at a time
-        self._wakeup = threading.Event()
         self._dispatcher: threading.Thread | None = None
         self._ids = itertools.count(1)
 

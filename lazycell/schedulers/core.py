@@ -83,15 +83,6 @@ def order_and_count_dependents(
     return order, n_dependents
 
 
-def count_dependents(graph: Mapping[Hashable, TaskSpec], order: list) -> dict:
-    """key -> how many tasks in ``order`` take its result (the release refcount)."""
-    counts = dict.fromkeys(order, 0)
-    for key in order:
-        for dep in graph[key].deps:
-            counts[dep] += 1
-    return counts
-
-
 class GraphRun:
     """State of one parallel compute; see the module docstring for each name."""
 

@@ -13,7 +13,7 @@ from time import perf_counter
 
 from lazycell.diagnostics.events import BUS
 from lazycell.graph.spec import CALL, Ref, TaskSpec, run_task
-from lazycell.schedulers.core import count_dependents, order_and_count_dependents
+from lazycell.schedulers.core import order_and_count_dependents
 from lazycell.schedulers.errors import annotate_task_error, make_rerun
 
 WORKER_NAME = "main-thread"
@@ -37,18 +37,15 @@ class SyncScheduler:
     ) -> dict:
         order, n_dependents = order_and_count_dependents(graph, outputs)
         with BUS.recording(order, self.name, 1) as recorder:
-            return run_in_order(graph, order, outputs, recorder, n_dependents=n_dependents)
+            return run_in_order(graph, order, outputs, n_dependents, recorder)
 
 
-def run_in_order(
-    graph, order, outputs, recorder=None, scheduler_name="sync", n_dependents=None
-) -> dict:
+def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_name="sync") -> dict:
     """Run ``order`` here; returns ``{output key: result}``.
 
-    ``n_dependents`` (key -> dependents in ``order``) is counted here if not given.
+    ``order`` and ``n_dependents`` (key -> dependents in ``order``, counted down
+    as they run) come from ``core.order_and_count_dependents``.
     """
-    if n_dependents is None:
-        n_dependents = count_dependents(graph, order)
     waiting_data = n_dependents
     outputs = set(outputs)
     data: dict = {}

@@ -32,7 +32,7 @@ from time import perf_counter
 
 from lazycell.diagnostics.events import BUS
 from lazycell.graph.spec import TaskSpec, run_task
-from lazycell.schedulers.core import GraphRun, order_graph
+from lazycell.schedulers.core import GraphRun, order_and_count_dependents, order_graph
 from lazycell.schedulers.errors import annotate_task_error, make_rerun, rerun_locally_and_raise
 from lazycell.schedulers.sync import run_in_order
 
@@ -195,9 +195,12 @@ class ThreadsScheduler:
         *,
         rerun_exceptions_locally: bool = False,
     ) -> dict:
-        order = order_graph(graph, outputs)
         if in_pool_thread():
-            return run_in_order(graph, order, outputs, None, "threads (nested, in-thread)")
+            order, n_dependents = order_and_count_dependents(graph, outputs)
+            return run_in_order(
+                graph, order, outputs, n_dependents, None, "threads (nested, in-thread)"
+            )
+        order = order_graph(graph, outputs)
         with BUS.recording(order, self.name, self.n_workers) as recorder:
             run = ThreadRun(graph, order, outputs, recorder)
             if run.state.all_done:
