@@ -81,12 +81,12 @@ def calling_side_frames(tb: TracebackType | None) -> list[TracebackType]:
 
 def ran_in_another_process(exc: BaseException) -> bool:
     """Whether ``exc`` was raised in a worker process (its traceback stops at the kernel)."""
-    if getattr(exc, "lazycell_remote_traceback", None):
+    if getattr(exc, "lazycell_in_worker", False):  # set by the core for its workers' failures
         return True
     # concurrent.futures process pools attach the worker's traceback as a cause
     if type(exc.__cause__).__name__.endswith("RemoteTraceback"):
         return True
-    # e.g. a result that could not be pickled back: the worker raised, not the user's code
+    # an argument that could not be pickled on its way to a worker process
     return getattr(exc, "lazycell_scheduler", None) == "processes"
 
 
