@@ -117,6 +117,7 @@ def test_unpicklable_argument_names_the_task_and_the_type():
         lazy.compute(scheduler="processes")
     message = str(info.value)
     assert repr(lazy.key) in message and "Unpicklable" in message
+    assert "argument 0 of type test_schedulers.Unpicklable" in message
     assert isinstance(info.value, lc.SerializationError)
 
 

@@ -314,7 +314,11 @@ class _ProcessRun:
             culprits = [("function", spec.func)] + [
                 (f"input {dep!r}", value) for dep, value in inputs.items()
             ]
-            culprits.append(("arguments", spec.args))
+            if spec.func is None:  # a container task: its literal contents
+                culprits.append(("contents", spec.args))
+            else:  # literal arguments, one by one, so the offending type is named
+                culprits += [(f"argument {i}", arg) for i, arg in enumerate(spec.args)]
+                culprits += [(f"argument {k}=", v) for k, v in (spec.kwargs or {}).items()]
             for what, value in culprits:
                 try:
                     cloudpickle.dumps(value)
