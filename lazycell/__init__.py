@@ -17,7 +17,15 @@ from lazycell.schedulers.errors import SerializationError, TaskError, WorkerDied
 
 __version__ = "0.1.0"
 
-_FROM_DISTRIBUTED = ("Client", "Future", "LocalCluster", "as_completed", "wait")
+_FROM_DISTRIBUTED = (
+    "Client",
+    "Future",
+    "LocalCluster",
+    "WorkerPlugin",
+    "as_completed",
+    "get_worker",
+    "wait",
+)
 
 
 def __getattr__(name: str):
@@ -53,6 +61,7 @@ __all__ = [
     "TaskError",
     "TaskSpec",
     "WorkerDiedError",
+    "WorkerPlugin",
     "as_completed",
     "compute",
     "config",
@@ -60,6 +69,7 @@ __all__ = [
     "diagnostics",
     "get",
     "get_scheduler",
+    "get_worker",
     "graph_of",
     "live",
     "performance_report",

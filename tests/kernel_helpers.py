@@ -7,6 +7,8 @@
   ``kernel_helpers_tasks``).
 - :class:`RunningKernel` runs cells and answers the kernel's input requests
   (pdb prompts) from a script, and records everything the cell printed.
+- :func:`execute_notebook` runs a notebook top to bottom in such a kernel
+  with nbclient and checks that it left no process behind.
 - :func:`run_terminal_ipython` pipes a script into ``python -m IPython
   --simple-prompt`` (cells end at a blank line; a cell magic at two).
 """
@@ -73,6 +75,34 @@ def kernel_env(ipython_dir: Path) -> dict:
     (ipython_dir / "no-lazycell-config.toml").write_text("")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def execute_notebook(nb, cwd: Path, ipython_dir: Path, store_widget_state: bool = False):
+    """Run ``nb`` (in place) in a fresh kernel working in ``cwd``; no process may outlive it."""
+    from nbclient import NotebookClient
+
+    ipython_dir.mkdir(parents=True, exist_ok=True)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    NotebookClient(
+        nb,
+        kernel_manager_class=ThisPythonAsyncKernelManager,
+        timeout=CELL_TIMEOUT,
+        startup_timeout=STARTUP_TIMEOUT,
+        store_widget_state=store_widget_state,
+        resources={"metadata": {"path": str(cwd)}},
+    ).execute(env=kernel_env(ipython_dir))
+    left = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert not left, f"processes left behind by the notebook: {sorted(left)}"
+    return nb
+
+
+def printed_by_code_cells(nb) -> list[str]:
+    """The text each code cell printed, one string per code cell."""
+    return [
+        "".join(out.get("text", "") for out in cell.get("outputs", []))
+        for cell in nb.cells
+        if cell.cell_type == "code"
+    ]
 
 
 @dataclass

@@ -1,10 +1,8 @@
 """notebooks/local_cluster.ipynb runs top to bottom in a real kernel and says what it shows."""
 
 import nbformat
-import psutil
 import pytest
-from kernel_helpers import REPO_DIR, ThisPythonAsyncKernelManager, kernel_env
-from nbclient import NotebookClient
+from kernel_helpers import REPO_DIR, execute_notebook, printed_by_code_cells
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -14,20 +12,8 @@ NOTEBOOK = REPO_DIR / "notebooks" / "local_cluster.ipynb"
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> list[str]:
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    NotebookClient(
-        nb,
-        kernel_manager_class=ThisPythonAsyncKernelManager,
-        timeout=180,
-        startup_timeout=120,
-        resources={"metadata": {"path": str(tmp_path_factory.mktemp("cwd"))}},
-    ).execute(env=kernel_env(tmp_path_factory.mktemp("ipython")))
-    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
-    return [
-        "".join(out.get("text", "") for out in cell.get("outputs", []))
-        for cell in nb.cells
-        if cell.cell_type == "code"
-    ]
+    cwd, ipython_dir = tmp_path_factory.mktemp("cwd"), tmp_path_factory.mktemp("ipython")
+    return printed_by_code_cells(execute_notebook(nb, cwd, ipython_dir))
 
 
 def test_the_notebook_starts_a_cluster_that_becomes_the_default(outputs):

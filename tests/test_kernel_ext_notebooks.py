@@ -10,8 +10,7 @@ import re
 
 import nbformat
 import pytest
-from kernel_helpers import REPO_DIR, ThisPythonAsyncKernelManager, kernel_env, strip_ansi
-from nbclient import NotebookClient
+from kernel_helpers import REPO_DIR, execute_notebook, strip_ansi
 from nbformat.v4 import new_code_cell, new_notebook
 
 pytestmark = pytest.mark.slow
@@ -87,14 +86,7 @@ EXPECTED_TO_FAIL = {"after-unload"} | {
 
 
 def execute(nb, tmp_path_factory, cwd):
-    client = NotebookClient(
-        nb,
-        kernel_manager_class=ThisPythonAsyncKernelManager,
-        timeout=180,
-        startup_timeout=120,
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    client.execute(env=kernel_env(tmp_path_factory.mktemp("ipython")))
+    execute_notebook(nb, cwd, tmp_path_factory.mktemp("ipython"))
     return {tag: cell for cell in nb.cells for tag in cell.metadata.get("tags", [])}
 
 

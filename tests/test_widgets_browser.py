@@ -18,20 +18,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from browser_helpers import chromium_page, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 CELL = """\
 %load_ext lazycell
@@ -163,41 +152,31 @@ def run_first_cell(page) -> None:
 
 
 def test_panel_renders_in_jupyterlab_with_the_finished_totals(jupyterlab):
-    from playwright.sync_api import sync_playwright
-
     base, token = jupyterlab
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium_page() as page:
+        page.goto(f"{base}/lab/tree/panels.ipynb?token={token}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=120_000)
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
+        )
+        run_first_cell(page)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1100})
-            page.goto(f"{base}/lab/tree/panels.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=120_000)
-            page.wait_for_selector(
-                ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
-            )
-            run_first_cell(page)
-            try:
-                panel = page.wait_for_selector(".lazycell-panel", timeout=120_000)
-            except Exception:
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "panel-jupyterlab-failure.png"))
-                raise
-            page.wait_for_function(
-                "() => document.querySelector('.lazycell-panel')?.innerText.includes('✔ 41 tasks')",
-                timeout=120_000,
-            )
-            page.wait_for_selector(".lazycell-panel .js-plotly-plot", timeout=60_000)
-            text = panel.inner_text()
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "panel-jupyterlab.png"), full_page=True)
-            bars = page.query_selector_all(".lazycell-panel .lazycell-group-bar")
-            charts = page.query_selector_all(
-                ".lazycell-panel .lazycell-resources-chart, "
-                ".lazycell-panel .lazycell-task-stream-chart"
-            )
-            output = page.inner_text(".jp-OutputArea")
-        finally:
-            browser.close()
+            panel = page.wait_for_selector(".lazycell-panel", timeout=120_000)
+        except Exception:
+            screenshot(page, "panel-jupyterlab-failure.png", full_page=False)
+            raise
+        page.wait_for_function(
+            "() => document.querySelector('.lazycell-panel')?.innerText.includes('✔ 41 tasks')",
+            timeout=120_000,
+        )
+        page.wait_for_selector(".lazycell-panel .js-plotly-plot", timeout=60_000)
+        text = panel.inner_text()
+        screenshot(page, "panel-jupyterlab.png")
+        bars = page.query_selector_all(".lazycell-panel .lazycell-group-bar")
+        charts = page.query_selector_all(
+            ".lazycell-panel .lazycell-resources-chart, .lazycell-panel .lazycell-task-stream-chart"
+        )
+        output = page.inner_text(".jp-OutputArea")
     assert "41 / 41" in text and "40 / 40" in text and "1 / 1" in text
     assert "threads · 2 workers" in text
     assert len(bars) == 2

@@ -1,15 +1,36 @@
-"""Which operating-system process each worker of a compute lives in.
+"""Which workers a compute's memory bars show, and what each holds.
 
-The worker memory bars need a pid per worker: for ``sync`` and ``threads``
-every worker is a thread of this process, so there is one bar, the kernel's;
-for ``processes`` each pool process is a worker of its own.
+The worker memory bars need, per worker, either a process to measure or the
+cluster's own account of its memory:
+
+- ``sync`` and ``threads``: every worker is a thread of this process, so
+  there is one bar, the kernel's;
+- ``processes``: each pool process is a worker of its own
+  (:func:`worker_processes` gives ``{label: pid}``);
+- ``distributed``: each cluster worker reports, with its heartbeat, the
+  results it holds, what it spilled to disk and the rest of its memory
+  (:func:`cluster_worker_memory` gives ``{name: WorkerMemory}``).
 """
 
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from lazycell.diagnostics.compute_state import ComputeState
+
+
+class WorkerMemory(NamedTuple):
+    """One cluster worker's memory, in bytes, as its bar draws it."""
+
+    managed: int  # results the worker holds in memory
+    unmanaged: int  # the rest of the process's resident memory
+    spilled: int  # results moved to disk (not in memory)
+    limit: int  # the worker's memory limit, or its share of the machine's memory
+
+    @property
+    def in_memory(self) -> int:
+        return self.managed + self.unmanaged
 
 
 def worker_processes(state: ComputeState) -> dict[str, int]:
@@ -28,3 +49,39 @@ def _pool_processes(n_workers: int) -> dict[str, int]:
 
     pool = shared_pool(n_workers)
     return {f"process-{index}": pid for index, pid in enumerate(pool.pids)}
+
+
+def cluster_worker_memory() -> dict[str, WorkerMemory]:
+    """``{worker name: WorkerMemory}`` of the current client's cluster; {} without one."""
+    # Imported here: diagnostics must not import the cluster unless a compute ran on it.
+    from lazycell.distributed.client import current_client
+
+    try:
+        info = current_client().scheduler_info()
+    except (ValueError, RuntimeError):  # no open client, or it closed meanwhile
+        return {}
+    return worker_memory_from_info(info)
+
+
+def worker_memory_from_info(info: dict, total_memory: int | None = None) -> dict[str, WorkerMemory]:
+    """``{worker name: WorkerMemory}`` from ``scheduler_info()``.
+
+    Workers without a memory limit are drawn against an equal share of the
+    machine's memory (``total_memory``, default: this machine's).
+    """
+    workers = info.get("workers", {})
+    if total_memory is None:
+        from lazycell.diagnostics.resources import total_memory as machine_memory
+
+        total_memory = machine_memory()
+    share = total_memory // max(len(workers), 1)
+    return {
+        name: WorkerMemory(
+            # managed_bytes counts every result the worker holds, spilled ones too
+            managed=max(0, worker.get("managed_bytes", 0) - worker.get("spilled_bytes", 0)),
+            unmanaged=worker.get("unmanaged_bytes", 0),
+            spilled=worker.get("spilled_bytes", 0),
+            limit=worker.get("memory_limit") or share,
+        )
+        for name, worker in workers.items()
+    }

@@ -15,5 +15,15 @@ travel and how connections are authenticated.
 
 from lazycell.distributed.client import Client, Future, as_completed, current_client, wait
 from lazycell.distributed.cluster import LocalCluster
+from lazycell.distributed.plugins import WorkerPlugin, get_worker
 
-__all__ = ["Client", "Future", "LocalCluster", "as_completed", "current_client", "wait"]
+__all__ = [
+    "Client",
+    "Future",
+    "LocalCluster",
+    "WorkerPlugin",
+    "as_completed",
+    "current_client",
+    "get_worker",
+    "wait",
+]

@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import queue
 import threading
 import time
 from collections import namedtuple
 from collections.abc import Hashable, Iterable, Iterator
+from functools import partial
 
+from lazycell.distributed import introspection
 from lazycell.distributed.cluster import LocalCluster
-from lazycell.distributed.protocol import DataFetcher, MissingData
-from lazycell.distributed.scheduler import KeyStatus
+from lazycell.distributed.protocol import DataFetcher, MissingData, dumps_control
+from lazycell.distributed.scheduler import STARTUP_TIMEOUT, KeyStatus
 from lazycell.graph.keys import pure_key, random_key
 from lazycell.graph.spec import Ref, TaskSpec, call_spec, key_group
 from lazycell.schedulers.errors import (
@@ -495,6 +498,161 @@ class Client:
         """One dict per running worker: ``name``, ``pid``, ``address``, ``n_results``, ..."""
         return self.cluster.workers()
 
+    @property
+    def dashboard_link(self) -> str | None:
+        """URL of the cluster's live dashboard (with its access token), or None if off."""
+        return self.cluster.dashboard_link
+
+    def scheduler_info(self) -> dict:
+        """The workers and the cluster's totals, as plain data.
+
+        ``info["workers"][name]`` has ``address``, ``pid``, ``threads``,
+        ``memory_limit``, ``memory`` (resident bytes at the last heartbeat,
+        every 0.5 s), ``managed_bytes`` (results held, spilled ones included),
+        ``spilled_bytes`` (of those, on disk),
+        ``unmanaged_bytes``, ``cpu``, ``n_results`` (tasks held),
+        ``n_processing`` and ``paused``; ``info["totals"]`` sums them.
+        """
+        self._check_open()
+        return self.cluster.scheduler_info()
+
+    def who_has(self, futures=None) -> dict:
+        """``{key: [worker names]}`` for ``futures`` (a Future or a list), or every result held."""
+        self._check_open()
+        keys = None
+        if futures is not None:
+            flat: list = []
+            _collect_futures(futures, flat)
+            keys = [f.key for f in flat]
+        return self.scheduler.call(partial(introspection.who_has, keys=keys))
+
+    def has_what(self) -> dict:
+        """``{worker name: [keys of the results it holds]}``."""
+        self._check_open()
+        return self.scheduler.call(introspection.has_what)
+
+    def run(self, fn, *args, workers=None, timeout: float | None = 60.0, **kwargs) -> dict:
+        """Run ``fn(*args, **kwargs)`` on every worker (or the named ones), outside the graph.
+
+        >>> client.run(os.getpid)
+        {'worker-0': 5120, 'worker-1': 5121}
+        >>> client.run(lambda: psutil.virtual_memory().percent, workers=["worker-0"])
+        {'worker-0': 41.2}
+
+        Returns ``{worker name: result}``. An exception on a worker is raised
+        here as itself, with a note naming the worker. ``fn`` runs on the
+        worker's control thread: keep it short (it delays the worker's other
+        messages, not its running tasks). Inside, :func:`lazycell.get_worker`
+        gives the worker.
+        """
+        self._check_open()
+        if not callable(fn):
+            raise TypeError(f"client.run needs a function to run, not {fn!r}")
+        names = _worker_names(workers) if workers is not None else None
+        try:
+            payload = dumps_control(partial(_call_on_worker, fn, args, kwargs))
+        except Exception as exc:
+            raise TypeError(
+                f"client.run({_callable_name(fn)}): the function or its arguments cannot be "
+                f"pickled to send them to the workers: {exc}"
+            ) from exc
+        results = self._ask_workers("worker-call", payload, names, timeout=timeout)
+        return self._values_or_raise(results, f"client.run({_callable_name(fn)})")
+
+    def register_plugin(self, plugin, name: str | None = None) -> dict:
+        """Set ``plugin`` (a :class:`WorkerPlugin`) up on every worker, now and later.
+
+        Returns ``{worker name: "OK"}`` for the running workers; raises, naming
+        the worker, if ``setup`` fails on one. See :class:`WorkerPlugin`.
+        """
+        self._check_open()
+        if not (hasattr(plugin, "setup") or hasattr(plugin, "teardown")):
+            raise TypeError(
+                f"register_plugin needs a WorkerPlugin (an object with setup/teardown "
+                f"methods), not {plugin!r}"
+            )
+        name = name or getattr(plugin, "name", None) or random_key(type(plugin).__name__)
+        try:
+            payload = dumps_control(plugin)
+        except Exception as exc:
+            raise TypeError(f"the plugin {name!r} cannot be pickled to send it: {exc}") from exc
+        results = self._ask_workers("register-plugin", name, payload)
+        self._values_or_raise(results, f"plugin {name!r} setup")
+        return {worker: "OK" for worker in sorted(results)}
+
+    register_worker_plugin = register_plugin  # dask's older name
+
+    def unregister_worker_plugin(self, name: str) -> dict:
+        """Run the plugin's ``teardown`` on every worker and stop setting it up on new ones."""
+        self._check_open()
+        results = self._ask_workers("remove-plugin", name)
+        self._values_or_raise(results, f"plugin {name!r} teardown")
+        return {worker: "OK" for worker in sorted(results)}
+
+    def restart(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Replace every worker with a fresh process; all results and futures are dropped.
+
+        Futures of this client become cancelled; the settings (workers,
+        threads, memory limit, plugins) stay.
+        """
+        self._check_open()
+        with self._lock:
+            self._statuses.clear()
+            self._refcounts.clear()
+        reply: queue.SimpleQueue = queue.SimpleQueue()
+        self.scheduler.submit_command("restart", reply)
+        reply.get(timeout=timeout)
+        self.scheduler.wait_for_workers(self.scheduler.n_workers, timeout)
+
+    def profile(
+        self,
+        filename: str | os.PathLike | None = None,
+        *,
+        start: float | None = None,
+        stop: float | None = None,
+        workers=None,
+    ) -> dict:
+        """Where the workers spent their time, per function and line (statistical sampling).
+
+        Each worker samples its task threads' stacks every 10 ms. ``start`` /
+        ``stop`` (``time.time()`` seconds) select a window; the default is
+        everything kept (the last 10 minutes). Returns the merged profile as
+        data; with ``filename`` also writes it as one self-contained HTML page.
+        """
+        from lazycell.distributed import profile_page, profiler
+
+        self._check_open()
+        names = _worker_names(workers) if workers is not None else None
+        payload = dumps_control(partial(_profile_snapshot, start=start, stop=stop))
+        results = self._ask_workers("worker-call", payload, names)
+        merged = profiler.merge_profiles(self._values_or_raise(results, "client.profile"))
+        if filename is not None:
+            with open(filename, "w", encoding="utf-8") as f:
+                f.write(profile_page.profile_html(merged))
+        return merged
+
+    def _ask_workers(self, command: str, *args, timeout: float | None = 60.0) -> dict:
+        reply: queue.SimpleQueue = queue.SimpleQueue()
+        self.scheduler.submit_command(command, *args, reply)
+        try:
+            results = reply.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"the workers did not answer within {timeout} s") from None
+        if isinstance(results, Exception):
+            raise results
+        return results
+
+    def _values_or_raise(self, results: dict, what: str) -> dict:
+        values = {}
+        for worker, (ok, value) in sorted(results.items()):
+            if not ok:
+                exc = rebuild_remote_exception(value)
+                exc.add_note(f"raised on {worker} by {what}")
+                exc.lazycell_worker = worker
+                raise exc
+            values[worker] = value
+        return values
+
     def _cancel_keys(self, keys: list, interrupt: bool = False) -> None:
         """Stop computing ``keys``; new futures for them start afresh."""
         with self._lock:
@@ -562,15 +720,43 @@ class Client:
     async def __aexit__(self, *exc) -> None:
         await self._in_thread(self._close)
 
-    # -- the scheduler protocol (name, n_workers, run), so a client is a scheduler too
+    # -- as a scheduler: lc.compute(..., scheduler=client) or "distributed"
     name = "distributed"
+
+    def graph_runner(self) -> ClusterGraphRunner:
+        """This client in the shape every scheduler has (``name``, ``n_workers``, ``run``)."""
+        return ClusterGraphRunner(self)
 
     @property
     def n_workers(self) -> int:
         return self.cluster.n_workers
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """A live panel of the workers in a notebook (text elsewhere)."""
+        from lazycell.widgets.cluster_view import client_mimebundle
+
+        return client_mimebundle(self)
+
+
+class ClusterGraphRunner:
+    """Runs whole graphs on a client's cluster for ``lc.compute`` (``Client.run`` is dask's)."""
+
+    name = "distributed"
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"ClusterGraphRunner({self.client!r})"
+
+    @property
+    def n_workers(self) -> int:
+        return self.client.n_workers
+
     def run(self, graph, outputs, *, rerun_exceptions_locally: bool = False) -> dict:
-        return self.run_graph(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
+        return self.client.run_graph(
+            graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally
+        )
 
 
 # ---------------------------------------------------------------------- wait, as_completed
@@ -633,6 +819,18 @@ class _FutureHolder:
 
 def _held_result(holder: _FutureHolder):
     return holder.future.result()
+
+
+def _call_on_worker(fn, args: tuple, kwargs: dict, worker):
+    return fn(*args, **kwargs)
+
+
+def _profile_snapshot(worker, start=None, stop=None) -> dict:
+    return worker.sampler.snapshot(start, stop)
+
+
+def _callable_name(fn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
 
 def _worker_names(workers) -> list:

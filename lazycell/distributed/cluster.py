@@ -16,8 +16,11 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 
+from lazycell.distributed import introspection
+from lazycell.distributed.scaling import Adaptive
 from lazycell.distributed.scheduler import STARTUP_TIMEOUT, ClusterScheduler
 from lazycell.distributed.store import parse_memory_limit
 
@@ -46,6 +49,11 @@ class LocalCluster:
     ``processes=False`` runs the workers as
     threads of this process (for debugging). A task that was running on
     ``allowed_failures`` workers that died fails instead of being retried.
+
+    A live dashboard is served on ``dashboard_address`` (``"127.0.0.1:0"``:
+    loopback, a free port; None turns it off); ``cluster.dashboard_link`` is
+    its URL with the access token. ``scale(n)`` and ``adapt(...)`` change the
+    number of workers.
     """
 
     def __init__(
@@ -59,9 +67,9 @@ class LocalCluster:
         local_directory: str | None = None,
         allowed_failures: int = 3,
         startup_timeout: float = STARTUP_TIMEOUT,
+        dashboard_address: str | None = "127.0.0.1:0",
     ):
         n_workers, threads_per_worker = default_worker_split(n_workers, threads_per_worker)
-        self.n_workers = n_workers
         self.threads_per_worker = threads_per_worker
         self.processes = processes
         self.memory_limit = parse_memory_limit(memory_limit, n_workers)
@@ -81,10 +89,18 @@ class LocalCluster:
             socket_dir=self.socket_dir,
         )
         self.closed = False
+        self.dashboard = None
+        self.startup_timeout = startup_timeout
         with _live_lock:
             _live_clusters.add(self)
         try:
             self.scheduler.start(startup_timeout)
+            if dashboard_address is not None:
+                from lazycell.distributed.dashboard import Dashboard
+
+                host, port = parse_address(dashboard_address)
+                self.dashboard = Dashboard(self, host=host, port=port)
+                self.dashboard.start()
         except BaseException:
             self.close()
             raise
@@ -96,17 +112,91 @@ class LocalCluster:
             f"memory_limit={self.memory_limit})"
         )
 
+    @property
+    def n_workers(self) -> int:
+        """How many workers the cluster has or is starting (its target size)."""
+        return 0 if self.closed else self.scheduler.n_workers
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's URL with its access token; None if the dashboard is off."""
+        return self.dashboard.link if self.dashboard is not None else None
+
     def workers(self) -> list[dict]:
         """One dict per running worker: ``name``, ``pid``, ``address``, ``n_results``."""
         if self.closed:
             return []
         return self.scheduler.call(_describe_workers)
 
+    def scheduler_info(self) -> dict:
+        """The workers and the totals; see :meth:`lazycell.Client.scheduler_info`."""
+        self._check_open()
+        info = self.scheduler.call(introspection.scheduler_info)
+        info["dashboard_link"] = self.dashboard_link
+        return info
+
+    def activity(self) -> dict:
+        """Task counts per group and the recent task stream (see ``activity.py``), as data."""
+        self._check_open()
+        return self.scheduler.call(lambda scheduler: scheduler.activity.snapshot(scheduler))
+
+    def scale(self, n: int, wait: bool = True) -> None:
+        """Have ``n`` workers: start new ones, or retire the least busy after moving their
+        results to the others (nothing is recomputed). Turns ``adapt`` off.
+
+        With ``wait`` (the default) returns once ``n`` workers run.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"scale({n!r}): the number of workers must be a whole number >= 0")
+        self._check_open()
+        self.scheduler.submit_command("scale", n)
+        if wait:
+            self.wait_for_workers(n)
+
+    def adapt(
+        self,
+        minimum: int = 0,
+        maximum: int | None = None,
+        *,
+        idle_timeout: float = 10.0,
+        target_duration: float = 1.0,
+    ) -> None:
+        """Grow and shrink with the work: see ``lazycell/distributed/scaling.py``.
+
+        Adds workers while queued work would take more than ``target_duration``
+        seconds per worker (up to ``maximum``), and retires workers idle for
+        ``idle_timeout`` seconds (down to ``minimum``), moving their results to
+        the remaining workers first. ``scale(n)`` turns it off.
+        """
+        self._check_open()
+        policy = Adaptive(minimum, maximum, idle_timeout, target_duration)
+        self.scheduler.submit_command("adapt", policy)
+
+    def wait_for_workers(self, n: int, timeout: float | None = None) -> None:
+        """Block until exactly ``n`` workers run and no other is starting or retiring."""
+        timeout = self.startup_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            running, present = self.scheduler.call(
+                lambda s: (len(s.running_workers()), len(s.workers))
+            )
+            if running == present == n:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the cluster has {running} workers, not {n}, after {timeout} s")
+            time.sleep(0.05)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError("this LocalCluster is closed; create a new one")
+
     def close(self) -> None:
         """Stop every worker process and the scheduler thread. Safe to call twice."""
         if self.closed:
             return
         self.closed = True
+        if self.dashboard is not None:
+            self.dashboard.close()
         self.scheduler.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
         with _live_lock:
@@ -132,6 +222,22 @@ def _describe_workers(scheduler) -> list[dict]:
         }
         for w in scheduler.running_workers()
     ]
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"127.0.0.1:8787"`` or ``":0"`` -> (host, port); the host defaults to loopback."""
+    text = str(address).strip()
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not 0 <= number < 65536:
+        raise ValueError(
+            f"dashboard_address={address!r}: expected 'host:port' such as '127.0.0.1:8787' "
+            "(port 0 picks a free one), or None to turn the dashboard off"
+        )
+    return host or "127.0.0.1", number
 
 
 def default_worker_split(n_workers: int | None, threads: int | None) -> tuple[int, int]:

@@ -81,6 +81,7 @@ from collections.abc import Hashable, Mapping
 from heapq import heappop, heappush
 from multiprocessing.connection import Connection, wait
 
+from lazycell.distributed.activity import ClusterActivity
 from lazycell.distributed.protocol import dumps_control, loads_control
 from lazycell.graph.spec import TaskSpec, describe_task, key_group
 from lazycell.schedulers.core import order_graph
@@ -122,6 +123,7 @@ class TaskState:
         "restrictions",
         "group",
         "expected_seconds",
+        "counted",
     )
 
     def __init__(self, key: Hashable, spec: TaskSpec, priority: tuple, recorder):
@@ -142,6 +144,7 @@ class TaskState:
         self.restrictions: frozenset | None = None  # names of the workers it may run on
         self.group: str | None = None  # key_group(key), set when first sent
         self.expected_seconds = 0.0  # its share of its worker's queued_seconds
+        self.counted = False  # its finish or failure is in the activity counts
 
     def __repr__(self) -> str:
         return f"<TaskState {self.key!r} {self.state}>"
@@ -221,6 +224,9 @@ class WorkerHandle:
         self.to_compute: list = []
         self.to_release: list = []
         self.recent_batches: OrderedDict = OrderedDict()  # batch id -> keys
+        self.metrics: dict = {}  # its last heartbeat: rss, cpu, managed, spilled, time
+        self.pending_moves: set | None = None  # retiring: moves of its results not done yet
+        self.retired = False  # told to stop by scale/adapt: no replacement, not a failure
 
     def __repr__(self) -> str:
         return f"<WorkerHandle {self.name} pid={self.pid} {self.state}>"
@@ -238,6 +244,23 @@ class WorkerHandle:
                 self.proc.kill()
             except OSError:
                 pass
+
+
+class PendingCall:
+    """A function, plugin setup or teardown sent to some workers, waiting for their answers."""
+
+    def __init__(self, worker_names: set, reply: queue.SimpleQueue):
+        self.waiting = set(worker_names)
+        self.results: dict = {}  # worker name -> (ok, value or failure payload)
+        self.reply = reply
+
+    def answer(self, worker_name: str, ok: bool, value) -> None:
+        if worker_name not in self.waiting:
+            return
+        self.waiting.discard(worker_name)
+        self.results[worker_name] = (ok, value)
+        if not self.waiting:
+            self.reply.put(self.results)
 
 
 def start_worker(index: int, threads: int, setup: tuple, in_process: bool) -> WorkerHandle:
@@ -305,6 +328,12 @@ class ClusterScheduler:
         self.root_run_length = 1
         self.startup_failures = 0
         self.stopped = False
+        self.activity = ClusterActivity()
+        self.plugins: dict[str, bytes] = {}  # name -> pickled WorkerPlugin, set up on every worker
+        self.request_ids = itertools.count()
+        self.pending_calls: dict[int, PendingCall] = {}
+        self.moves: dict[int, tuple] = {}  # request id -> (retiring worker, receiving worker)
+        self.adaptive = None  # an Adaptive policy while cluster.adapt() is on
         self.n_running_changed = threading.Condition()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -357,10 +386,28 @@ class ClusterScheduler:
         """Run ``func(scheduler)`` on the scheduler thread and return its result."""
         reply: queue.SimpleQueue = queue.SimpleQueue()
         self.submit_command("call", func, reply)
-        return reply.get(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                result = reply.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self.stopped or not self._thread.is_alive():
+                    raise RuntimeError("the cluster's scheduler has stopped") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the cluster's scheduler did not answer in {timeout} s"
+                    ) from None
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def running_workers(self) -> list[WorkerHandle]:
         return [w for w in self.workers.values() if w.state == "running"]
+
+    def live_workers(self) -> list[WorkerHandle]:
+        """Workers starting or running: the ones that count towards the cluster's size."""
+        return [w for w in self.workers.values() if w.state in ("starting", "running")]
 
     # -- the thread
     def run(self) -> None:
@@ -375,7 +422,10 @@ class ClusterScheduler:
                     if self.stopped:
                         return
                 self.check_workers_started_in_time()
+                if self.adaptive is not None:
+                    self.adaptive.adapt(self)
                 self.dispatch()
+                self.progress_retirements()
                 self.flush_to_workers()
             except Exception:  # a bug here must not silently freeze every future
                 print("lazycell: error in the cluster scheduler:", file=sys.stderr)
@@ -422,9 +472,25 @@ class ClusterScheduler:
             elif kind == "locate":
                 keys, reply = args
                 reply.put(self.locate(keys))
-            elif kind == "call":  # run a function with the state (tests, diagnostics)
+            elif kind == "call":  # run a function with the state (introspection, tests)
                 func, reply = args
-                reply.put(func(self))
+                try:
+                    reply.put(func(self))
+                except Exception as exc:
+                    reply.put(exc)
+            elif kind == "worker-call":
+                self.call_workers(*args)
+            elif kind == "register-plugin":
+                self.register_plugin(*args)
+            elif kind == "remove-plugin":
+                self.remove_plugin(*args)
+            elif kind == "scale":
+                self.adaptive = None
+                self.scale(*args)
+            elif kind == "adapt":
+                self.adaptive = args[0]
+            elif kind == "restart":
+                self.restart(*args)
             elif kind == "close":
                 self.stop_all_workers()
                 self.stopped = True
@@ -456,6 +522,7 @@ class ClusterScheduler:
         for key, names in (restrictions or {}).items():
             if key in known and known[key] in new:
                 known[key].restrictions = frozenset(names)
+        self.activity.tasks_added([ts.key for ts in new])
         for ts in new:
             ts.deps = [known[dep] for dep in ts.spec.deps]
             for dep in ts.deps:
@@ -517,6 +584,9 @@ class ClusterScheduler:
         """A released task is needed: wait for its inputs, or queue it if they are there."""
         if ts.state != "released":
             return
+        if ts.counted:  # ran before (result lost or released): it runs again
+            self.activity.task_rerun(ts.key)
+            ts.counted = False
         erred = next((dep for dep in ts.deps if dep.state == "erred"), None)
         if erred is not None:
             self.mark_erred(ts, erred.error)
@@ -543,6 +613,8 @@ class ClusterScheduler:
         worker.has_what.add(ts)
         worker.nbytes += nbytes
         self.learn_task_time(ts, stop - start)
+        self.activity.task_finished(key, ts.group, worker.name, start, stop)
+        ts.counted = True
         if ts.recorder is not None:
             ts.recorder.started(key, worker.name, start)
             ts.recorder.finished(key, worker.name, start, stop, _Sized(nbytes))
@@ -562,6 +634,8 @@ class ClusterScheduler:
         if ts is None or ts.state != "processing" or ts.processing_on is not worker:
             return
         self.stop_processing(ts)
+        self.activity.task_erred(key, ts.group, worker.name, start, stop)
+        ts.counted = True
         if ts.recorder is not None:
             ts.recorder.erred(key, worker.name, start, stop, _failure_label(failure))
         self.mark_erred(ts, (failure, key))
@@ -573,6 +647,9 @@ class ClusterScheduler:
             ts = stack.pop()
             ts.state = "erred"
             ts.error = error
+            if not ts.counted:  # failed because an input did, or never reached a worker
+                self.activity.task_erred_unrun(ts.key)
+                ts.counted = True
             self.report_to_status(ts)
             for dependent in ts.dependents:
                 if dependent.state in ("waiting", "ready"):
@@ -637,6 +714,8 @@ class ClusterScheduler:
                 ts.who_has.nbytes -= ts.nbytes
                 ts.who_has.to_release.append(ts.key)
                 ts.who_has = None
+            if not ts.counted:  # cancelled before it ran: no longer part of the totals
+                self.activity.task_dropped(ts.key)
             ts.state = "forgotten"
             del self.tasks[ts.key]
             for dep in ts.deps:
@@ -856,11 +935,26 @@ class ClusterScheduler:
                     self.task_erred(worker, *item[1:])
                 elif tag == "missing":
                     self.input_missing(worker, item[1])
+        elif kind == "heartbeat":
+            worker.metrics = message[1]
+        elif kind == "call-result":
+            _, request_id, ok, value = message
+            call = self.pending_calls.get(request_id)
+            if call is not None:
+                call.answer(worker.name, ok, value)
+                if not call.waiting:
+                    del self.pending_calls[request_id]
+        elif kind == "gathered":
+            self.results_moved(*message[1:])
         elif kind == "broken":
             self.batch_broken(worker, message[1], message[2])
         elif kind == "ready":
             _, worker.pid, worker.address = message
+            if worker.state != "starting":  # retired or closed while it started
+                return
             worker.state = "running"
+            for name, payload in self.plugins.items():  # before any task reaches it
+                self.send_to(worker, ("plugin", None, name, payload))
             self.startup_failures = 0
             with self.n_running_changed:
                 self.n_running_changed.notify_all()
@@ -883,6 +977,7 @@ class ClusterScheduler:
 
     # -- workers coming and going
     def add_worker(self) -> WorkerHandle:
+        index = next(self.worker_indices)
         setup = (
             "setup",
             list(sys.path),
@@ -894,11 +989,10 @@ class ClusterScheduler:
                 "thresholds": self.thresholds,
                 "local_directory": self.local_directory,
                 "socket_dir": self.socket_dir,
+                "name": f"worker-{index}",
             },
         )
-        worker = start_worker(
-            next(self.worker_indices), self.threads_per_worker, setup, in_process=not self.processes
-        )
+        worker = start_worker(index, self.threads_per_worker, setup, in_process=not self.processes)
         self.workers[worker.index] = worker
         return worker
 
@@ -912,7 +1006,7 @@ class ClusterScheduler:
         """A worker died: recompute what it held and ran; start a replacement."""
         if worker.state == "closed":
             return
-        was_running = worker.state == "running"
+        was_running = worker.state in ("running", "retiring")
         worker.state = "closed"
         worker.kill()
         if worker.proc is not None:
@@ -952,7 +1046,8 @@ class ClusterScheduler:
         worker.queued_seconds = 0.0
         worker.has_what.clear()
         self.recompute_lost(lost)
-        if self.stopped:
+        self.forget_pending_answers(worker, how)
+        if self.stopped or worker.retired or len(self.live_workers()) >= self.n_workers:
             return
         if not was_running:
             self.startup_failures += 1
@@ -1001,8 +1096,186 @@ class ClusterScheduler:
             return True
         return any(d.state in ("waiting", "ready", "processing") for d in ts.dependents)
 
-    def stop_all_workers(self) -> None:
+    # -- calls and plugins on workers (client.run, register_plugin, profile)
+    def call_workers(self, payload: bytes, names, reply: queue.SimpleQueue) -> None:
+        """Send ``("call", id, payload)`` to the named running workers (all if None)."""
+        running = {w.name: w for w in self.running_workers()}
+        if names is None:
+            targets = list(running.values())
+        else:
+            unknown = [name for name in names if name not in running]
+            if unknown:
+                reply.put(
+                    ValueError(
+                        f"no running worker named {', '.join(map(repr, unknown))}; "
+                        f"running: {', '.join(sorted(running)) or 'none'}"
+                    )
+                )
+                return
+            targets = [running[name] for name in names]
+        self.send_call(targets, lambda rid: ("call", rid, payload), reply)
+
+    def send_call(self, targets: list, message_for, reply: queue.SimpleQueue) -> None:
+        if not targets:
+            reply.put({})
+            return
+        request_id = next(self.request_ids)
+        self.pending_calls[request_id] = PendingCall({w.name for w in targets}, reply)
+        for worker in targets:
+            self.send_to(worker, message_for(request_id))
+
+    def register_plugin(self, name: str, payload: bytes, reply: queue.SimpleQueue) -> None:
+        """Keep the plugin for workers that start later; set it up on the running ones."""
+        self.plugins.pop(name, None)  # re-registered: moves to the end of the order
+        self.plugins[name] = payload
+        self.send_call(self.running_workers(), lambda rid: ("plugin", rid, name, payload), reply)
+
+    def remove_plugin(self, name: str, reply: queue.SimpleQueue) -> None:
+        if self.plugins.pop(name, None) is None:
+            reply.put(
+                ValueError(f"no worker plugin named {name!r}; registered: {sorted(self.plugins)}")
+            )
+            return
+        self.send_call(self.running_workers(), lambda rid: ("remove-plugin", rid, name), reply)
+
+    def forget_pending_answers(self, worker: WorkerHandle, how: str) -> None:
+        """A worker died: its answers to calls will never come; moves to or from it are off."""
+        failure = (
+            None,
+            "",
+            "lazycell.WorkerDiedError",
+            f"{worker.name} (pid {worker.pid}) {how} before answering",
+        )
+        for request_id, call in list(self.pending_calls.items()):
+            call.answer(worker.name, False, failure)
+            if not call.waiting:
+                del self.pending_calls[request_id]
+        for request_id, (_, receiver) in list(self.moves.items()):
+            if worker is receiver:
+                self.results_moved(request_id, {}, f"{worker.name} died")
+
+    # -- scaling (see scaling.py for the adaptive policy)
+    def guessed_task_seconds(self) -> float:
+        return GUESSED_TASK_SECONDS
+
+    def scale(self, n: int) -> None:
+        """Have ``n`` workers: start more, or retire the least busy (moving their results)."""
+        self.n_workers = n
+        live = self.live_workers()
+        for _ in range(n - len(live)):
+            self.add_worker()
+        surplus = len(live) - n
+        if surplus > 0:
+            # Starting workers first, then those with the least work and data.
+            by_cost = sorted(
+                live,
+                key=lambda w: (w.state == "running", len(w.processing), w.nbytes, -w.index),
+            )
+            for worker in by_cost[:surplus]:
+                self.retire(worker)
+
+    def retire(self, worker: WorkerHandle) -> None:
+        """No more tasks for ``worker``; progress_retirements moves its results, then stops it."""
+        if worker.state not in ("starting", "running"):
+            return
+        worker.state = "retiring"
+        if self.root_worker is worker:
+            self.root_worker = None
+
+    def progress_retirements(self) -> None:
+        for worker in list(self.workers.values()):
+            if worker.state != "retiring" or worker.retired:
+                continue
+            if worker.processing:
+                continue  # its running tasks finish first
+            if worker.pending_moves is None:
+                self.move_results_away(worker)
+            if not worker.pending_moves:
+                self.stop_retired(worker)
+
+    def move_results_away(self, worker: WorkerHandle) -> None:
+        """Ask the running workers to copy ``worker``'s results, the emptiest taking most."""
+        worker.pending_moves = set()
+        receivers = self.running_workers()
+        if not worker.has_what or not receivers or worker.address is None:
+            return
+        load = {r.name: r.nbytes for r in receivers}
+        keys_for: dict = {r.name: [] for r in receivers}
+        for ts in sorted(worker.has_what, key=lambda t: -t.nbytes):
+            name = min(load, key=load.get)
+            keys_for[name].append(ts.key)
+            load[name] += ts.nbytes
+        for receiver in receivers:
+            keys = keys_for[receiver.name]
+            if not keys:
+                continue
+            request_id = next(self.request_ids)
+            self.moves[request_id] = (worker, receiver)
+            worker.pending_moves.add(request_id)
+            self.send_to(receiver, ("gather-from", request_id, {worker.address: keys}))
+
+    def results_moved(self, request_id: int, moved: dict, error: str | None) -> None:
+        """A receiver copied a retiring worker's results: the scheduler points at the copies."""
+        entry = self.moves.pop(request_id, None)
+        if entry is None:
+            return
+        retiring, receiver = entry
+        for key in moved:
+            ts = self.tasks.get(key)
+            if ts is None or ts.state != "memory" or ts.who_has is not retiring:
+                receiver.to_release.append(key)  # released meanwhile
+                continue
+            if receiver.state != "running":
+                continue
+            retiring.has_what.discard(ts)
+            retiring.nbytes -= ts.nbytes
+            ts.who_has = receiver
+            receiver.has_what.add(ts)
+            receiver.nbytes += ts.nbytes
+            status = self.statuses.get(key)
+            if status is not None:
+                status.address = receiver.address
+                status.worker_name = receiver.name
+        if error:
+            warnings.warn(
+                f"lazycell: moving results off retiring {retiring.name} failed ({error}); "
+                "what did not move is recomputed if it is needed",
+                RuntimeWarning,
+                stacklevel=1,
+            )
+        if retiring.pending_moves is not None:
+            retiring.pending_moves.discard(request_id)
+
+    def stop_retired(self, worker: WorkerHandle) -> None:
+        """Tell a retiring worker to stop; what it still holds is recomputed if needed."""
+        worker.retired = True
+        self.send_to(worker, ("stop",))
+        if worker.proc is None:  # a thread: no end-of-file tells us it stopped
+            if worker.thread is not None:
+                worker.thread.join(timeout=5)
+            self.remove_worker(worker)
+
+    def restart(self, reply: queue.SimpleQueue) -> None:
+        """Fresh workers, every result and task dropped; futures become cancelled."""
+        for status in self.statuses.values():
+            status.settle("cancelled", self.callbacks)
+        self.statuses.clear()
+        self.tasks.clear()
+        self.ready.clear()
+        self.moves.clear()
         workers = list(self.workers.values())
+        self.stop_workers(workers)
+        for worker in workers:
+            self.forget_pending_answers(worker, "was restarted")
+        self.workers.clear()
+        self.root_worker = None
+        self.activity = ClusterActivity()
+        for _ in range(self.n_workers):
+            self.add_worker()
+        reply.put(None)
+
+    def stop_workers(self, workers: list) -> None:
+        """Tell ``workers`` to stop (plugins tear down), wait a little, kill the rest."""
         for worker in workers:
             worker.state = "closed"
             self.send_to(worker, ("stop",))
@@ -1017,6 +1290,9 @@ class ClusterScheduler:
             elif worker.thread is not None:
                 worker.thread.join(timeout=max(0.0, deadline - time.monotonic()))
             worker.control.close()
+
+    def stop_all_workers(self) -> None:
+        self.stop_workers(list(self.workers.values()))
         self.workers.clear()
         for status in self.statuses.values():
             if status.status == "pending":

@@ -16,7 +16,14 @@
                                    ◄──── ("broken", id, error): batch cannot be unpickled
     ("release", [keys])            ───► store.delete
                                          data server threads: ("get", keys) ──────────► values
-    ("stop",)                      ───► exit
+    ("call", id, fn)               ───► control thread: fn(worker)
+                                   ◄──── ("call-result", id, ok, value or failure)
+    ("plugin", id, name, plugin)   ───► control thread: plugin.setup(worker)
+                                   ◄──── ("call-result", id, ok, ...)
+    ("gather-from", id, {addr: keys}) ► mover thread: fetch from peers, store
+                                   ◄──── ("gathered", id, {key: nbytes} or error)
+                                   ◄──── ("heartbeat", {rss, cpu, managed, spilled, ...})
+    ("stop",)                      ───► plugins' teardown(worker), exit
 
 - ``store``: the :class:`ResultStore` of results made here; spills to disk
   above the spill threshold of the memory limit.
@@ -27,6 +34,16 @@
   stream of tiny tasks costs one message per batch, not per task.
 - ``where``: for each input held by another worker, that worker's data
   address; inputs held here are read from ``store``.
+- ``namespace``: a dict for resources tasks share on this worker (a database
+  connection a :class:`~lazycell.distributed.plugins.WorkerPlugin` opens in
+  ``setup``); tasks reach it through :func:`get_worker`.
+- ``call`` and ``plugin`` run on the control thread, in order with the other
+  messages: a plugin a new worker is sent before any task is set up before
+  that task runs.
+- The stack sampler (``profiler.py``) samples the task threads while they
+  run a task, every 10 ms, for ``client.profile``.
+- The heartbeat thread sends memory and CPU use every ``HEARTBEAT_SECONDS``
+  for ``scheduler_info``, the dashboard and the panels.
 - The memory monitor (only with a memory limit) samples this process's RSS:
   above ``pause`` it stops starting tasks (and tells the scheduler), above
   ``terminate`` it reports and exits so the scheduler restarts it and
@@ -51,6 +68,8 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
+from lazycell.distributed.plugins import worker_of_thread
+from lazycell.distributed.profiler import BusyThreads, StackSampler
 from lazycell.distributed.protocol import (
     DataFetcher,
     MissingData,
@@ -65,6 +84,7 @@ from lazycell.schedulers.process_worker import _failure_payload
 
 FLUSH_INTERVAL = 0.005
 MEMORY_SAMPLE_SECONDS = 0.05
+HEARTBEAT_SECONDS = 0.5
 
 
 class Worker:
@@ -87,6 +107,11 @@ class Worker:
         self.socket_dir: str | None = None
         self.told_to_stop = False
         self.threads: list[threading.Thread] = []
+        self.name = "worker"
+        self.namespace: dict = {}
+        self.plugins: dict = {}  # name -> WorkerPlugin, in registration order
+        self.busy = BusyThreads()  # task threads running a task now, for the sampler
+        self.sampler = StackSampler(is_busy=self.busy.is_busy)
 
     # -- life cycle
     def serve(self) -> None:
@@ -99,6 +124,8 @@ class Worker:
             except OSError:
                 pass
         self.authkey = authkey
+        self.name = options.get("name", self.name)
+        worker_of_thread.worker = self
         self.fetcher = DataFetcher(authkey)
         self.socket_dir = options.get("socket_dir")
         self.server = listen(self.socket_dir)
@@ -109,6 +136,8 @@ class Worker:
             self.start_thread(self.run_tasks, f"task-{i}")
         if self.memory_limit and not self.in_process:
             self.start_thread(self.monitor_memory, "memory")
+        self.start_thread(self.send_heartbeats, "heartbeat")
+        self.sampler.start()
         self.send(("ready", os.getpid(), self.server.getsockname()))
         try:
             self.handle_control_messages()
@@ -146,12 +175,98 @@ class Worker:
             elif kind == "release":
                 for key in message[1]:
                     self.store.delete(key)
+            elif kind == "call":
+                _, request_id, payload = message
+                self.answer_call(request_id, self.run_function, payload)
+            elif kind == "plugin":
+                _, request_id, name, payload = message
+                self.answer_call(request_id, self.add_plugin, name, payload)
+            elif kind == "remove-plugin":
+                _, request_id, name = message
+                self.answer_call(request_id, self.remove_plugin, name)
+            elif kind == "gather-from":
+                _, request_id, keys_by_address = message
+                threading.Thread(
+                    target=self.gather_from_peers,
+                    args=(request_id, keys_by_address),
+                    name="lazycell-worker-mover",
+                    daemon=True,
+                ).start()
             elif kind == "stop":
                 self.told_to_stop = True
                 return
 
+    # -- calls, plugins and moves (from client.run, register_plugin, retiring workers)
+    def answer_call(self, request_id, func, *args) -> None:
+        try:
+            reply = ("call-result", request_id, True, func(*args))
+        except BaseException as exc:  # noqa: B036 - a SystemExit in user code must not stop us
+            reply = ("call-result", request_id, False, _failure_payload(exc))
+        try:
+            payload = dumps_control(reply)
+        except Exception as exc:
+            value = reply[3]
+            message = (
+                f"the result of type {type(value).__module__}.{type(value).__qualname__} "
+                f"cannot be pickled to send it back: {exc}"
+            )
+            failure = (None, "", "lazycell.SerializationError", message)
+            payload = dumps_control(("call-result", request_id, False, failure))
+        if request_id is not None:
+            with self.send_lock:
+                try:
+                    self.control.send_bytes(payload)
+                except (OSError, ValueError):
+                    pass
+        elif not reply[2]:
+            _, tb_text, type_name, text = reply[3]
+            print(f"lazycell: {self.name}: {type_name}: {text}\n{tb_text}", file=sys.stderr)
+
+    def run_function(self, payload: bytes):
+        return loads_control(payload)(self)
+
+    def add_plugin(self, name: str, payload: bytes) -> None:
+        plugin = loads_control(payload)
+        if name in self.plugins:  # registered again under the same name: replace it
+            self.remove_plugin(name)
+        self.plugins[name] = plugin
+        setup = getattr(plugin, "setup", None)
+        if setup is not None:
+            setup(self)
+
+    def remove_plugin(self, name: str) -> None:
+        plugin = self.plugins.pop(name, None)
+        teardown = getattr(plugin, "teardown", None)
+        if teardown is not None:
+            teardown(self)
+
+    def teardown_plugins(self) -> None:
+        for name in reversed(list(self.plugins)):
+            try:
+                self.remove_plugin(name)
+            except Exception as exc:
+                print(
+                    f"lazycell: {self.name}: plugin {name!r} teardown failed: {exc!r}",
+                    file=sys.stderr,
+                )
+
+    def gather_from_peers(self, request_id, keys_by_address: dict) -> None:
+        """Copy results held by other workers here (a retiring worker's, before it stops)."""
+        moved = {}
+        try:
+            for address, keys in keys_by_address.items():
+                for key, value in self.fetcher.fetch(address, keys).items():
+                    moved[key] = self.store.put(key, value)
+            reply = ("gathered", request_id, moved, None)
+        except Exception as exc:
+            reply = ("gathered", request_id, moved, f"{type(exc).__name__}: {exc}")
+        self.send(reply)
+
     def shut_down(self, n_threads: int) -> None:
+        if self.told_to_stop:
+            self.teardown_plugins()
         self.stopping = True
+        self.sampler.stop()
         self.unpaused.set()
         for _ in range(n_threads):
             self.tasks.put(None)
@@ -165,27 +280,31 @@ class Worker:
 
     # -- running tasks
     def run_tasks(self) -> None:
+        worker_of_thread.worker = self
         while True:
             item = self.tasks.get()
             if item is None:
                 return
             self.unpaused.wait()
-            key, spec, where = item
-            try:
-                inputs = self.gather_inputs(spec.deps, where)
-            except MissingData as missing:
-                self.report(("missing", key, str(missing)))
-                continue
-            start = time.perf_counter()
-            try:
-                result = run_task(spec, inputs)
-            except BaseException as exc:  # noqa: B036 - SystemExit in a task must not kill us
-                self.report(("erred", key, _failure_payload(exc), start, time.perf_counter()))
-                continue
-            stop = time.perf_counter()
-            del inputs
-            nbytes = self.store.put(key, result)
-            self.report(("finished", key, nbytes, start, stop))
+            with self.busy.running():
+                self.run_one(*item)
+
+    def run_one(self, key, spec, where) -> None:
+        try:
+            inputs = self.gather_inputs(spec.deps, where)
+        except MissingData as missing:
+            self.report(("missing", key, str(missing)))
+            return
+        start = time.perf_counter()
+        try:
+            result = run_task(spec, inputs)
+        except BaseException as exc:  # noqa: B036 - SystemExit in a task must not kill us
+            self.report(("erred", key, _failure_payload(exc), start, time.perf_counter()))
+            return
+        stop = time.perf_counter()
+        del inputs
+        nbytes = self.store.put(key, result)
+        self.report(("finished", key, nbytes, start, stop))
 
     def gather_inputs(self, deps: tuple, where: dict) -> dict:
         inputs = {}
@@ -274,6 +393,33 @@ class Worker:
             channel.send(("error", f"a result of type {names} cannot be pickled to send it: {exc}"))
 
     # -- memory
+    def send_heartbeats(self) -> None:
+        import psutil
+
+        process = psutil.Process()
+        process.cpu_percent()  # the first call only starts the measurement
+        while not self.stopping:
+            time.sleep(HEARTBEAT_SECONDS)
+            try:
+                rss = process.memory_info().rss
+                cpu = process.cpu_percent()
+            except psutil.Error:
+                return
+            store = self.store
+            self.send(
+                (
+                    "heartbeat",
+                    {
+                        "rss": rss,
+                        "cpu": cpu,
+                        "managed": store.memory_bytes,
+                        "spilled": store.spilled_bytes,
+                        "n_spilled": store.n_spilled,
+                        "time": time.time(),
+                    },
+                )
+            )
+
     def configure_memory(self, options: dict) -> None:
         self.memory_limit = options.get("memory_limit")
         self.thresholds = options.get("thresholds") or {}

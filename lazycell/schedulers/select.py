@@ -66,7 +66,7 @@ def resolve_scheduler(scheduler=None, num_workers: int | None = None):
         if name == "distributed":
             from lazycell.distributed import current_client
 
-            return current_client()
+            return current_client().graph_runner()
         from lazycell.schedulers.processes import ProcessesScheduler
 
         return ProcessesScheduler(num_workers)
@@ -78,6 +78,8 @@ def resolve_scheduler(scheduler=None, num_workers: int | None = None):
         from lazycell.schedulers.executor import ExecutorScheduler
 
         return ExecutorScheduler(scheduler, num_workers)
+    if hasattr(scheduler, "graph_runner"):  # a lazycell Client
+        return scheduler.graph_runner()
     if hasattr(scheduler, "run") and hasattr(scheduler, "name"):
         return scheduler
     if callable(scheduler):

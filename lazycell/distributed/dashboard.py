@@ -1,0 +1,299 @@
+"""The cluster's live dashboard: one web page, in any browser, no Jupyter needed.
+
+::
+
+    server thread (ThreadingHTTPServer)          browser (dashboard_page.html)
+    ───────────────────────────────────          ─────────────────────────────
+    GET /status?token=…        ──► the page ───► loads /plotly.min.js?token=…
+    GET /data.json?token=…     ──► snapshot  ◄── polls every POLL_SECONDS, redraws
+    GET /plotly.min.js?token=… ──► plotly.js from the plotly package (works offline)
+
+    sampler thread (ResourceSampler, every RESOURCE_INTERVAL s while serving):
+    CPU % and memory of this process and its children (the workers) ──► samples
+
+- ``Dashboard``: the server, its token and the resource sampler; the cluster
+  starts it (``LocalCluster(dashboard_address=...)``) and closes it first
+  thing in ``close()``.
+- ``snapshot``: what ``/data.json`` returns (see :meth:`Dashboard.snapshot`);
+  built at most every ``SNAPSHOT_MAX_AGE`` seconds however many pages poll,
+  so open tabs cost the scheduler thread a bounded amount.
+
+Why a token on every route, the page included: the port is reachable by
+every user of the machine (and by any web page the user's browser visits),
+and the data names tasks and files. Requests without the token, as
+``?token=`` or as the cookie the page sets, get 403. The page's own requests
+carry the token in the query string; the cookie lets a reload of ``/status``
+without the query work in the same browser.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import secrets
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from lazycell.diagnostics.resources import ResourceSampler
+
+POLL_SECONDS = 1.0
+RESOURCE_INTERVAL = 0.5
+# The resource history keeps its whole span, thinned by halving past this many samples.
+MAX_RESOURCE_SAMPLES = 1200
+SNAPSHOT_MAX_AGE = 0.5
+PAGE_FILE = "dashboard_page.html"
+CONFIG_PLACEHOLDER = "__LAZYCELL_DASHBOARD_CONFIG__"
+
+
+class Dashboard:
+    """Serve the live dashboard of ``cluster`` on ``host:port`` (port 0: a free one).
+
+    >>> dashboard = Dashboard(cluster)
+    >>> dashboard.start()
+    >>> dashboard.link
+    'http://127.0.0.1:40123/status?token=…'
+    >>> dashboard.close()
+    """
+
+    def __init__(self, cluster, host: str = "127.0.0.1", port: int = 0):
+        self.cluster = cluster
+        self.host = host
+        self.port = port
+        self.token = secrets.token_urlsafe(32)
+        self.sampler = ResourceSampler(RESOURCE_INTERVAL, max_samples=MAX_RESOURCE_SAMPLES)
+        self.closed = False
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._page: bytes | None = None
+        self._plotly_js: bytes | None = None
+        self._snapshot: bytes | None = None
+        self._snapshot_at = float("-inf")
+        self._snapshot_lock = threading.Lock()
+
+    # -- lifetime
+    def start(self) -> None:
+        """Bind the port and serve on a daemon thread; sample resources while serving."""
+        if self._server is not None or self.closed:
+            return
+        server_class = _IPv6Server if ":" in self.host else _Server
+        self._server = server_class((self.host, self.port), _Handler)
+        self._server.dashboard = self
+        self.port = self._server.server_address[1]
+        self.sampler.start()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="lazycell-dashboard",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving, free the port and stop sampling. Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        server, self._server = self._server, None
+        if server is not None:
+            if self._thread is not None:
+                server.shutdown()  # returns once serve_forever has returned
+                self._thread.join()
+            server.server_close()
+        self.sampler.stop()
+
+    @property
+    def link(self) -> str:
+        """The page's URL with the access token."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/status?token={self.token}"
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"on port {self.port}"
+        return f"<lazycell Dashboard {state}>"
+
+    # -- content
+    def authorised(self, query_token: str | None, cookie_token: str | None) -> bool:
+        return any(
+            candidate is not None and secrets.compare_digest(candidate, self.token)
+            for candidate in (query_token, cookie_token)
+        )
+
+    @property
+    def cookie_name(self) -> str:
+        # Cookies ignore ports: one name per port keeps two dashboards apart.
+        return f"lazycell-dashboard-{self.port}"
+
+    def page(self) -> bytes:
+        """The page, with the chart layouts and colours the notebook panels use."""
+        if self._page is None:
+            from lazycell.diagnostics.figures import (
+                ERRED_COLOUR,
+                PALETTE,
+                resource_layout,
+                task_stream_layout,
+            )
+            from lazycell.widgets.memory_view import DANGER_FRACTION, WARN_FRACTION
+
+            config = {
+                "poll_ms": int(POLL_SECONDS * 1000),
+                "palette": list(PALETTE),
+                "erred_colour": ERRED_COLOUR,
+                "warn_fraction": WARN_FRACTION,
+                "danger_fraction": DANGER_FRACTION,
+                "layouts": {
+                    "resources": resource_layout().to_plotly_json(),
+                    "task_stream": task_stream_layout().to_plotly_json(),
+                },
+            }
+            text = importlib.resources.files(__package__).joinpath(PAGE_FILE).read_text("utf-8")
+            self._page = text.replace(CONFIG_PLACEHOLDER, _json_for_script(config)).encode()
+        return self._page
+
+    def plotly_js(self) -> bytes:
+        """plotly.js as the plotly package ships it (no CDN: works offline)."""
+        if self._plotly_js is None:
+            path = importlib.resources.files("plotly").joinpath("package_data", "plotly.min.js")
+            try:
+                self._plotly_js = path.read_bytes()
+            except FileNotFoundError:  # a plotly without package_data: ask it
+                from plotly.offline import get_plotlyjs
+
+                self._plotly_js = get_plotlyjs().encode()
+        return self._plotly_js
+
+    def snapshot_json(self) -> bytes:
+        """:meth:`snapshot` as JSON, rebuilt at most every ``SNAPSHOT_MAX_AGE`` seconds."""
+        with self._snapshot_lock:
+            now = time.monotonic()
+            if self._snapshot is None or now - self._snapshot_at >= SNAPSHOT_MAX_AGE:
+                self._snapshot = json.dumps(self.snapshot(), default=str).encode()
+                self._snapshot_at = now
+            return self._snapshot
+
+    def snapshot(self) -> dict:
+        """What ``/data.json`` serves.
+
+        ``{"closed": False, "time": unix time, "scheduler_info": ...,
+        "activity": ..., "resources": {"time": [...], "cpu_percent": [...],
+        "memory": [...]}}`` — ``scheduler_info`` and ``activity`` as the
+        cluster's methods of those names return them; resource times are
+        seconds since the cluster started, like the task stream's, memory in
+        bytes (this process and its children). A closed cluster gives
+        ``{"closed": True, "time": ...}``.
+        """
+        cluster = self.cluster
+        if cluster.closed or self.closed:
+            return {"closed": True, "time": time.time()}
+        try:
+            info = cluster.scheduler_info()
+            activity = cluster.activity()
+        except RuntimeError:  # closed between the check and the call
+            return {"closed": True, "time": time.time()}
+        origin = cluster.scheduler.activity.origin
+        samples = [s for s in list(self.sampler.samples) if s.time >= origin]
+        return {
+            "closed": False,
+            "time": time.time(),
+            "scheduler_info": info,
+            "activity": activity,
+            "resources": {
+                "time": [s.time - origin for s in samples],
+                "cpu_percent": [s.cpu_percent for s in samples],
+                "memory": [s.rss for s in samples],
+            },
+        }
+
+
+def _json_for_script(value) -> str:
+    # Inside <script>, "</" would end the element early.
+    return json.dumps(value).replace("</", "<\\/")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    dashboard: Dashboard
+
+
+class _IPv6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "lazycell-dashboard"
+    sys_version = ""
+
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        dashboard = self.server.dashboard
+        url = urlsplit(self.path)
+        query_token = parse_qs(url.query).get("token", [None])[0]
+        cookie_token = self._cookie(dashboard.cookie_name)
+        if not dashboard.authorised(query_token, cookie_token):
+            self._send(
+                HTTPStatus.FORBIDDEN,
+                b"403: the lazycell dashboard needs its token: open cluster.dashboard_link\n",
+                "text/plain; charset=utf-8",
+            )
+            return
+        if url.path == "/status":
+            cookie = f"{dashboard.cookie_name}={dashboard.token}; Path=/; HttpOnly; SameSite=Strict"
+            self._send(HTTPStatus.OK, dashboard.page(), "text/html; charset=utf-8", cookie)
+        elif url.path == "/data.json":
+            self._send(HTTPStatus.OK, dashboard.snapshot_json(), "application/json")
+        elif url.path == "/plotly.min.js":
+            self._send(
+                HTTPStatus.OK,
+                dashboard.plotly_js(),
+                "text/javascript; charset=utf-8",
+                cache="private, max-age=86400",  # the same file for the cluster's life
+            )
+        elif url.path in ("/", ""):
+            self.send_response(HTTPStatus.FOUND)
+            self.send_header("Location", f"/status?token={dashboard.token}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"404: no such page\n", "text/plain; charset=utf-8")
+
+    def _cookie(self, name: str) -> str | None:
+        header = self.headers.get("Cookie")
+        if not header:
+            return None
+        try:
+            morsel = SimpleCookie(header).get(name)
+        except Exception:  # a malformed header from someone else's site
+            return None
+        return morsel.value if morsel is not None else None
+
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str,
+        cookie: str | None = None,
+        cache: str = "no-store",
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", cache)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        if cookie is not None:
+            self.send_header("Set-Cookie", cookie)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the browser went away
+            pass
+
+    def log_message(self, format: str, *args) -> None:
+        # Each request would otherwise print to stderr: into the notebook's output.
+        pass
