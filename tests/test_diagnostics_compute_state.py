@@ -5,7 +5,7 @@ import time
 import pytest
 
 import lazycell as lc
-from lazycell.diagnostics.compute_state import ComputeTracker, ThinnedStream
+from lazycell.diagnostics.compute_state import ComputeTracker, TaskBar, ThinnedStream
 
 
 def inc(x):
@@ -138,3 +138,41 @@ def test_computes_after_the_block_are_not_tracked():
         pass
     tree().compute(scheduler="sync")
     assert tracker.latest is None
+
+
+def test_thinned_stream_keeps_the_same_bars_whether_fed_one_by_one_or_in_rows():
+    starts = [float(i) for i in range(100)]
+    stops = [start + 0.5 for start in starts]
+    one_by_one, in_rows = ThinnedStream(limit=8), ThinnedStream(limit=8)
+    for start, stop in zip(starts, stops):
+        one_by_one.add(TaskBar("w", start - 10, stop - 10, "g", False))
+    cuts = [0, 1, 4, 11, 24, 25, 57, 100]
+    for a, b in zip(cuts, cuts[1:]):
+        in_rows.add_rows("w", starts[a:b], stops[a:b], ["g"] * (b - a), origin=10.0)
+    assert in_rows.bars == one_by_one.bars
+    assert (in_rows.stride, in_rows.seen) == (one_by_one.stride, one_by_one.seen)
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_running_tasks_are_counted_while_they_run_never_beyond_the_workers(scheduler):
+    seen = []
+
+    def on_change(state):
+        seen.append((state.finished, state.running, state.groups["nap"].running))
+
+    tasks = [lc.delayed(nap, name="nap")(i) for i in range(30)]  # 0.3-0.6 s
+    with ComputeTracker(on_change=on_change):
+        lc.compute(tasks, scheduler=scheduler, num_workers=2)
+    workers = 1 if scheduler == "sync" else 2
+    during = [(running, in_group) for finished, running, in_group in seen if not finished]
+    assert any(running > 0 for running, _ in during)
+    assert all(0 <= running <= workers and in_group == running for running, in_group in during)
+    assert seen[-1] == (True, 0, 0)
+
+
+def test_thinned_stream_told_how_many_to_expect_keeps_them_evenly_under_its_limit():
+    stream = ThinnedStream(limit=8, expect=64)
+    for i in range(64):
+        stream.add(i)
+    assert 4 <= len(stream.bars) < 8
+    assert stream.bars == list(range(0, 64, stream.stride))  # evenly spaced, from the start

@@ -135,3 +135,25 @@ def test_progress_bar_says_failed_on_error():
         with pytest.raises(ValueError):
             lc.delayed(fail)(1).compute(scheduler="sync")
     assert "Failed" in out.getvalue()
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_a_task_still_running_at_a_batch_is_announced_then_and_finished_once_later(scheduler):
+    batches = []
+    # 0.5-1 s: the bus wakes mid-task, and more than once during the long one
+    tasks = [lc.delayed(nap)(i) for i in range(12)] + [lc.delayed(time.sleep)(0.45)]
+    with lc.diagnostics.subscribe(batches.append):
+        lc.compute(tasks, scheduler=scheduler, num_workers=2)
+    started, finished = {}, {}
+    for index, batch in enumerate(batches):
+        for event in batch:
+            if isinstance(event, TaskStarted):
+                assert event.key not in started, "announced twice"
+                started[event.key] = (index, event.time)
+            elif isinstance(event, TaskFinished):
+                assert event.key not in finished, "finished twice"
+                finished[event.key] = (index, event.start)
+    assert set(started) == set(finished) == {t.key for t in tasks}
+    assert all(started[key][0] <= finished[key][0] for key in finished)
+    assert all(started[key][1] == finished[key][1] for key in finished), "same start time"
+    assert any(started[key][0] < finished[key][0] for key in finished), "seen while running"

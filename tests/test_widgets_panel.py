@@ -1,5 +1,7 @@
 """ComputePanel built in a plain process (ipywidgets need no kernel): widget state."""
 
+import time
+
 import pytest
 
 import lazycell as lc
@@ -10,6 +12,11 @@ from lazycell.widgets.panel import ComputePanel
 
 def inc(x):
     return x + 1
+
+
+def nap(x):
+    time.sleep(0.02)
+    return x
 
 
 def fail_on_two(x):
@@ -98,3 +105,35 @@ def test_live_outside_a_notebook_shows_the_text_bar(capsys):
         tree().compute(scheduler="sync")
     assert isinstance(display, lc.diagnostics.ProgressBar)
     assert "11/11 tasks" in capsys.readouterr().out
+
+
+def charts_drawn(panel: ComputePanel) -> list:
+    """Spy on the panel's chart draws: (compute finished?, tasks done) of each."""
+    drawn = []
+    draw = panel._show_charts
+
+    def spy(state):
+        drawn.append((state.finished, state.done))
+        draw(state)
+
+    panel._show_charts = spy
+    return drawn
+
+
+def test_charts_are_redrawn_during_a_compute_longer_than_the_chart_interval():
+    panel = ComputePanel(display=False, interval=0.05, chart_interval=0.1)
+    drawn = charts_drawn(panel)
+    with panel:
+        lc.compute([lc.delayed(nap)(i) for i in range(60)], scheduler="threads", num_workers=2)
+    live = [done for finished, done in drawn if not finished]
+    assert live and 0 < live[0] < 60
+    assert drawn[-1] == (True, 60)
+
+
+def test_a_compute_shorter_than_the_chart_interval_gets_its_charts_at_the_end():
+    panel = ComputePanel(display=False, interval=0.05, chart_interval=60)
+    drawn = charts_drawn(panel)
+    with panel:
+        lc.compute([lc.delayed(nap)(i) for i in range(30)], scheduler="threads", num_workers=2)
+    assert drawn == [(True, 30)]
+    assert sum(len(trace.x) for trace in panel.task_stream.figure.data) == 30

@@ -4,7 +4,7 @@
 
     dispatcher thread (a few Hz) / computing thread (final batch)
     ─────────────────────────────────────────────────────────────
-    raw tuples ──► ComputeTracker.on_raw ──► ComputeState.apply_raw(tuples, groups)
+    raw batch ──► ComputeTracker.on_raw ──► ComputeState.apply_batch(batch, groups_of)
     (event objects ──► on_events ──► ComputeState.apply(event), for callers with events)
                                      └─► on_change(state) for each state touched
 
@@ -28,6 +28,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
+from math import fsum
+from operator import sub
 from typing import NamedTuple
 
 from lazycell.diagnostics.events import (
@@ -73,13 +76,15 @@ class ThinnedStream:
 
     When full, every other bar is dropped and from then on only every
     ``stride``-th new bar is kept (the stride doubles each time), so the
-    chart keeps the shape of the whole compute at a bounded cost.
+    chart keeps the shape of the whole compute at a bounded cost. Given the
+    number of bars to ``expect``, it starts at the stride that fits them
+    under the limit, and builds no bar only to drop it later.
     """
 
-    def __init__(self, limit: int = MAX_TASK_STREAM_BARS):
+    def __init__(self, limit: int = MAX_TASK_STREAM_BARS, expect: int = 0):
         self.limit = limit
         self.bars: list[TaskBar] = []
-        self.stride = 1
+        self.stride = max(1, -(-expect // max(limit - 1, 1)))
         self.seen = 0
 
     def add(self, bar: TaskBar) -> None:
@@ -88,6 +93,25 @@ class ThinnedStream:
         if index % self.stride:
             return
         self.keep(bar)
+
+    def add_rows(self, worker: str, starts: list, stops: list, groups: list, origin: float) -> None:
+        """``add`` for a lane's rows (see ``events.LaneRows``): only the kept bars are built."""
+        seen = self.seen
+        end = seen + len(starts)
+        stride = self.stride
+        index = -(-seen // stride) * stride  # the first index >= seen that is kept
+        bars = self.bars
+        make = tuple.__new__  # skips the NamedTuple constructor's Python frame
+        while index < end:
+            i = index - seen
+            bars.append(
+                make(TaskBar, (worker, starts[i] - origin, stops[i] - origin, groups[i], False))
+            )
+            if len(bars) >= self.limit:  # thin out, as keep does
+                bars = self.bars = bars[::2]
+                stride = self.stride = stride * 2
+            index = (index // stride + 1) * stride
+        self.seen = end
 
     def keep(self, bar: TaskBar) -> None:
         """Append a bar that passed the stride test; thin out when full."""
@@ -117,6 +141,8 @@ class ComputeState:
     done: int = 0
     running: int = 0
     erred: int = 0
+    # group -> tasks the lanes said were running at the last batch (see apply_batch)
+    lanes_running: dict[str, int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_submitted(cls, event: GraphSubmitted, stream_limit: int = MAX_TASK_STREAM_BARS):
@@ -129,7 +155,7 @@ class ComputeState:
             groups={name: GroupProgress(total) for name, total in event.groups.items()},
             started_at=event.time - clock_offset,
             wall_started_at=event.time,
-            stream=ThinnedStream(stream_limit),
+            stream=ThinnedStream(stream_limit, expect=event.n_tasks),
             progress_timeline=[(0.0, 0)],
         )
 
@@ -144,6 +170,57 @@ class ComputeState:
             self._task_erred(event)
         elif kind is ComputeFinished:
             self._compute_finished(event)
+
+    def apply_batch(self, batch, groups_of: dict) -> None:
+        """Fold one ``events.RawBatch`` of this compute (what ``ComputeTracker.on_raw`` gets)."""
+        # The lanes' running tasks are a snapshot: take back the last one first,
+        # so a task that erred since is not ended twice.
+        self._count_lanes_running({})
+        if batch.items:
+            self.apply_raw(batch.items, groups_of)
+        for rows in batch.lanes:
+            self._lane_rows_finished(rows, groups_of)
+        if batch.finished is not None:
+            self._compute_finished(batch.finished)
+        elif batch.running:
+            running: dict[str, int] = {}
+            for key, _worker, _start in batch.running:
+                name = groups_of.get(key, "?")
+                running[name] = running.get(name, 0) + 1
+            self._count_lanes_running(running)
+
+    def _count_lanes_running(self, running: dict[str, int]) -> None:
+        """Replace the lanes' running counts of the last batch by ``running``."""
+        for name, n in self.lanes_running.items():
+            group = self._group(name)
+            group.running = max(group.running - n, 0)
+            self.running = max(self.running - n, 0)
+        for name, n in running.items():
+            self._group(name).running += n
+            self.running += n
+        self.lanes_running = running
+
+    def _lane_rows_finished(self, rows, groups_of: dict) -> None:
+        # Columns in, columns out: the per-task work is in C (map, count, fsum),
+        # and only the task-stream bars that are kept get built.
+        worker, keys, starts, stops, _nbytes = rows
+        n = len(keys)
+        names = list(map(groups_of.get, keys, repeat("?")))
+        seconds = list(map(sub, stops, starts))
+        first = names[0]
+        if names.count(first) == n:  # the common case: one group
+            group = self._group(first)
+            group.done += n
+            group.seconds += fsum(seconds)
+        else:
+            for name, duration in zip(names, seconds):
+                group = self._group(name)
+                group.done += 1
+                group.seconds += duration
+        self.done += n
+        per_worker = self.tasks_per_worker
+        per_worker[worker] = per_worker.get(worker, 0) + n
+        self.stream.add_rows(worker, starts, stops, names, self.started_at)
 
     def apply_raw(self, raw: list, groups_of: dict) -> None:
         """Fold the bus's raw tuples (see ``EventBus.subscribe(raw=True)``) of this compute."""
@@ -237,6 +314,7 @@ class ComputeState:
         for group in self.groups.values():
             group.running = 0
         self.running = 0
+        self.lanes_running = {}
 
     def note_progress(self) -> None:
         """Record (seconds, done) for the progress-over-time chart; once per batch."""
@@ -350,19 +428,19 @@ class ComputeTracker:
             for state in touched.values():
                 self.on_change(state)
 
-    def on_raw(self, recorder, raw: list) -> None:
-        """The bus's raw delivery (what :meth:`start` subscribes): one compute's tuples."""
+    def on_raw(self, recorder, batch) -> None:
+        """The bus's raw delivery (what :meth:`start` subscribes): one compute's batch."""
         with self.lock:
             state = self.states.get(recorder.compute_id)
-            start = 0
-            if raw and raw[0][0] == "event" and type(raw[0][1]) is GraphSubmitted:
+            items = batch.items
+            if items and items[0][0] == "event" and type(items[0][1]) is GraphSubmitted:
                 state = self.states[recorder.compute_id] = ComputeState.from_submitted(
-                    raw[0][1], self.stream_limit
+                    items[0][1], self.stream_limit
                 )
-                start = 1
+                batch = batch._replace(items=items[1:])
             if state is None:  # a compute that began before we subscribed
                 return
-            state.apply_raw(raw[start:] if start else raw, recorder.groups_of)
+            state.apply_batch(batch, recorder.groups_of)
             state.note_progress()
         if self.on_change is not None:
             self.on_change(state)

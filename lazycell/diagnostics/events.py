@@ -5,16 +5,29 @@
     scheduler / worker threads                      dispatcher thread (a few Hz)
     ──────────────────────────                      ───────────────────────────
     recorder.buffer.append(("s", key, worker, t))  ─┐
-    recorder.buffer.append(("f", key, ...))        ─┼─► drain new tuples, turn them
-                                                     │   into Event objects, call
-    compute ends: bus.end_compute(recorder) ────────┘   every listener with a batch
+    recorder.buffer.append(("f", key, ...))        ─┤
+    a pool thread's lane:                           ├─► take what is new (a RawBatch),
+      lane.current = (key, start)                   │   call raw listeners with it; turn
+      lane.keys / starts / stops / nbytes.append    │   it into Event objects for the
+                                                     │   others; every listener gets a batch
+    compute ends: bus.end_compute(recorder) ────────┘
 
 - ``EventBus``: the one process-wide bus (``BUS``). Holds the listeners and the
   recorders of computes in flight; owns the dispatcher thread while any
   compute is being recorded.
-- ``ComputeRecorder``: one per compute, created only if someone listens. The
-  hot path appends plain tuples to ``buffer`` (a list append: tens of
-  nanoseconds, thread-safe under the GIL); nothing else happens there.
+- ``ComputeRecorder``: one per compute, created only if someone listens. Any
+  caller records through ``started`` / ``finished`` / ``erred``, which append
+  a plain tuple to ``buffer``. A scheduler that runs tasks on threads of its
+  own asks for a ``WorkerLane`` per thread instead (``recorder.lane(worker)``).
+- ``WorkerLane``: one thread's tasks as columns. A task that ends appends its
+  key, start, stop and size to four lists (``nbytes`` last, so the dispatcher
+  reads only whole rows); ``current`` says what runs now. No object the
+  garbage collector tracks is created per task: a compute's tuples, alive until
+  the dispatcher reads them, made the collector run more often (every 700 new
+  objects), and every full collection walks the whole heap of the kernel.
+- ``RawBatch``: what the dispatcher took in one pass: the buffer's tuples, each
+  lane's finished rows, the lanes' running tasks, and the ComputeFinished at the
+  end.
 - Listeners are plain callables taking ``list[Event]``. They run on the
   dispatcher thread, or on the computing thread for the final batch, never two
   at once (``_delivery_lock``), so a view needs no locking of its own.
@@ -30,8 +43,10 @@ import itertools
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable
 from contextlib import contextmanager
+from itertools import repeat
 from typing import NamedTuple
 
 
@@ -85,12 +100,13 @@ Event = GraphSubmitted | TaskStarted | TaskFinished | TaskErred | ComputeFinishe
 Listener = Callable[[list], None]
 
 
-_BUILTIN_SIZED = frozenset({int, float, str, bytes, bool, type(None), tuple, list, dict, set})
+# Types whose size is sys.getsizeof: callers on a hot path may test this set first.
+BUILTIN_SIZED = frozenset({int, float, str, bytes, bool, type(None), tuple, list, dict, set})
 
 
 def estimate_nbytes(value) -> int:
     """A cheap size estimate: ``nbytes`` for arrays and frames, else getsizeof."""
-    if type(value) in _BUILTIN_SIZED:  # the common case, without an attribute miss
+    if type(value) in BUILTIN_SIZED:  # the common case, without an attribute miss
         return sys.getsizeof(value)
     nbytes = getattr(value, "nbytes", None)
     if isinstance(nbytes, int):
@@ -101,10 +117,78 @@ def estimate_nbytes(value) -> int:
         return 0
 
 
-class ComputeRecorder:
-    """The buffer of one compute's raw event tuples (see module docstring)."""
+class LaneRows(NamedTuple):
+    """A lane's tasks finished since the last batch, as columns of equal length."""
 
-    __slots__ = ("compute_id", "buffer", "groups_of", "cursor", "n_done", "closed")
+    worker: str
+    keys: list
+    starts: list
+    stops: list
+    nbytes: list
+
+
+class RawBatch(NamedTuple):
+    """What the dispatcher took from one recorder in one pass (see module docstring).
+
+    ``items``: the buffer's tuples, as documented at :meth:`EventBus.subscribe`;
+    ``lanes``: a :class:`LaneRows` per lane that finished tasks; ``running``:
+    ``(key, worker, start)`` of each lane's task running now (a snapshot that
+    replaces the previous batch's); ``finished``: the ComputeFinished of the
+    last batch, else None.
+    """
+
+    items: list
+    lanes: list
+    running: list
+    finished: ComputeFinished | None = None
+
+
+class WorkerLane:
+    """One worker thread's record of its tasks; only that thread writes it.
+
+    Per task: ``lane.current = (key, start)`` before it runs; after it,
+    ``current`` reset to None, then ``keys``, ``starts``, ``stops`` and
+    ``nbytes`` appended in that order (see :meth:`ComputeRecorder.lane`). A
+    reader taking the rows before ``current`` so never sees a task both
+    running and finished; at worst it misses one that is ending, once.
+    """
+
+    __slots__ = ("worker", "keys", "starts", "stops", "nbytes", "current")
+
+    def __init__(self, worker: str):
+        self.worker = worker
+        self.keys: list = []
+        self.starts: list = []
+        self.stops: list = []
+        self.nbytes: list = []
+        self.current: tuple | None = None  # (key, start) of the task running now
+
+    def _take_rows(self) -> LaneRows | None:
+        """The rows appended since the last call, removed from the lane; None if none."""
+        n = len(self.nbytes)  # appended last: the other columns hold at least n rows
+        if not n:
+            return None
+        rows = LaneRows(
+            self.worker, self.keys[:n], self.starts[:n], self.stops[:n], self.nbytes[:n]
+        )
+        # Rows the thread appends meanwhile go to the end, so deleting the head is safe.
+        del self.keys[:n], self.starts[:n], self.stops[:n], self.nbytes[:n]
+        return rows
+
+
+class ComputeRecorder:
+    """The raw record of one compute: a buffer of tuples and the workers' lanes."""
+
+    __slots__ = (
+        "compute_id",
+        "buffer",
+        "groups_of",
+        "cursor",
+        "n_done",
+        "closed",
+        "lanes",
+        "_announced",
+    )
 
     def __init__(self, compute_id: int, groups_of: dict):
         self.compute_id = compute_id
@@ -113,6 +197,8 @@ class ComputeRecorder:
         self.cursor = 0  # how far the dispatcher has read buffer
         self.n_done = 0
         self.closed = False
+        self.lanes: list[WorkerLane] = []
+        self._announced: set = set()  # lane tasks already given a TaskStarted event
 
     def started(self, key, worker: str, t: float) -> None:
         self.buffer.append(("s", key, worker, t))
@@ -123,15 +209,39 @@ class ComputeRecorder:
     def erred(self, key, worker: str, start: float, stop: float, exc: BaseException) -> None:
         self.buffer.append(("e", key, worker, start, stop, f"{type(exc).__name__}: {exc}"))
 
-    def _take_new_raw(self) -> list:
-        """The tuples recorded since the last call (the dispatcher's cursor moves on)."""
-        end = len(self.buffer)
-        raw = self.buffer[self.cursor : end]
-        self.cursor = end
-        self.n_done += sum(1 for item in raw if item[0] == "f")
-        return raw
+    def lane(self, worker: str) -> WorkerLane:
+        """A new lane for the calling thread, which records its tasks there.
 
-    def _events_from_raw(self, raw: list) -> list:
+        Per task: ``lane.current = (key, start)`` before running it;
+        ``lane.current = None`` after it, then ``lane.keys.append(key)``,
+        ``starts.append(start)``, ``stops.append(stop)``,
+        ``nbytes.append(estimate_nbytes(result))`` (bind the appends once per
+        thread). A task that fails: ``lane.current = None``, then :meth:`erred`.
+        """
+        lane = WorkerLane(worker)
+        self.lanes.append(lane)
+        return lane
+
+    def _take_batch(self) -> RawBatch:
+        """What was recorded since the last call (the dispatcher's cursor moves on)."""
+        end = len(self.buffer)
+        items = self.buffer[self.cursor : end]
+        self.cursor = end
+        n_done = sum(1 for item in items if item[0] == "f")
+        lanes = []
+        running = []
+        for lane in list(self.lanes):
+            rows = lane._take_rows()  # rows first (see WorkerLane)
+            if rows is not None:
+                lanes.append(rows)
+                n_done += len(rows.keys)
+            current = lane.current
+            if current is not None:
+                running.append((current[0], lane.worker, current[1]))
+        self.n_done += n_done
+        return RawBatch(items, lanes, running)
+
+    def _events_from_batch(self, batch: RawBatch) -> list:
         cid = self.compute_id
         groups_of = self.groups_of
         events: list = []
@@ -139,7 +249,7 @@ class ComputeRecorder:
         # tuple.__new__ skips the NamedTuple constructor's Python frame: this
         # loop runs for every task, on the GIL the workers also want.
         make = tuple.__new__
-        for item in raw:
+        for item in batch.items:
             tag = item[0]
             if tag == "s":
                 _, key, worker, t = item
@@ -154,12 +264,58 @@ class ComputeRecorder:
                 )
             elif tag == "e":
                 _, key, worker, start, stop, error = item
+                self._announced.discard(key)
                 append(
                     make(TaskErred, (cid, key, groups_of.get(key, "?"), worker, start, stop, error))
                 )
             else:  # a ready-made Event
                 append(item[1])
+        announced = self._announced
+        for worker, keys, starts, stops, nbytes in batch.lanes:
+            # Built by map and zip, in C: a lane's rows are most of a compute's events.
+            groups = list(map(groups_of.get, keys, repeat("?")))
+            cids, workers = repeat(cid), repeat(worker)
+            started = list(map(make, repeat(TaskStarted), zip(cids, keys, groups, workers, starts)))
+            # Tasks a batch saw running were announced then: drop their second start.
+            for index in sorted(
+                (keys.index(key) for key in announced.intersection(keys)), reverse=True
+            ):
+                announced.discard(keys[index])
+                del started[index]
+            events += started
+            events += map(
+                make, repeat(TaskFinished), zip(cids, keys, groups, workers, starts, stops, nbytes)
+            )
+        for key, worker, start in batch.running:
+            if key not in announced:
+                announced.add(key)
+                append(make(TaskStarted, (cid, key, groups_of.get(key, "?"), worker, start)))
+        if batch.finished is not None:
+            append(batch.finished)
         return events
+
+
+def group_keys(keys, group_of) -> dict:
+    """``{key: group_of(key)}``, calling ``group_of`` about once per group, not per key.
+
+    Keys of one group differ only in a trailing token (``"inc-3f2a..."``,
+    ``("sum-9c1e...", 4)``): the group is cached by what comes before it.
+    """
+    groups_of: dict = {}
+    cache: dict = {}
+    hex_digits = "0123456789abcdef"
+    for key in keys:
+        prefix = key[0] if type(key) is tuple and key else key
+        if type(prefix) is str:
+            head, sep, tail = prefix.rpartition("-")
+            cache_key = head if sep and len(tail) >= 8 and not tail.strip(hex_digits) else prefix
+            group = cache.get(cache_key)
+            if group is None:
+                group = cache[cache_key] = group_of(key)
+        else:
+            group = group_of(key)
+        groups_of[key] = group
+    return groups_of
 
 
 class Subscription:
@@ -197,14 +353,15 @@ class EventBus:
 
     # -- listeners
     def subscribe(self, listener, raw: bool = False) -> Subscription:
-        """``listener(events)``; with ``raw=True``, ``listener(recorder, tuples)``.
+        """``listener(events)``; with ``raw=True``, ``listener(recorder, batch)``.
 
-        Raw tuples are ``("s", key, worker, time)``, ``("f", key, worker,
-        start, stop, nbytes)``, ``("e", key, worker, start, stop, error)`` and
-        ``("event", GraphSubmitted | ComputeFinished)``; ``recorder.groups_of``
+        ``batch`` is a :class:`RawBatch`. Its ``items`` are tuples ``("s", key,
+        worker, time)``, ``("f", key, worker, start, stop, nbytes)``, ``("e",
+        key, worker, start, stop, error)`` and ``("event", GraphSubmitted)``;
+        its ``lanes`` the same finished tasks as columns; ``recorder.groups_of``
         maps keys to groups and ``recorder.compute_id`` names the compute. Raw
         listeners are also called at every dispatcher wake-up during a compute,
-        with an empty list when nothing new was recorded (a clock tick).
+        with an empty batch when nothing new was recorded (a clock tick).
         """
         with self._lock:
             (self._raw_listeners if raw else self._listeners).append(listener)
@@ -233,30 +390,8 @@ class EventBus:
             return None
         from lazycell.graph.spec import key_group
 
-        group_of = group_of or key_group
-        groups_of = {}
-        groups: dict = {}
-        cache: dict = {}
-        for key in keys:
-            prefix = key[0] if type(key) is tuple and key else key
-            # Keys of one group differ only in a trailing token ("inc-3f2a...",
-            # ("sum-9c1e...", 4)): cache the group by what comes before it.
-            cache_key = None
-            if type(prefix) is str:
-                head, sep, tail = prefix.rpartition("-")
-                if sep and len(tail) >= 8 and not tail.strip("0123456789abcdef"):
-                    cache_key = head
-                else:
-                    cache_key = prefix
-                group = cache.get(cache_key)
-            else:
-                group = None
-            if group is None:
-                group = group_of(key)
-                if cache_key is not None:
-                    cache[cache_key] = group
-            groups_of[key] = group
-            groups[group] = groups.get(group, 0) + 1
+        groups_of = group_keys(keys, group_of or key_group)
+        groups = dict(Counter(groups_of.values()))  # in order of first appearance
         recorder = ComputeRecorder(next(self._ids), groups_of)
         recorder.buffer.append(
             (
@@ -280,14 +415,15 @@ class EventBus:
         if recorder is None:
             return
         with self._delivery_lock:
-            raw = recorder._take_new_raw()
+            batch = recorder._take_batch()
             finished = ComputeFinished(recorder.compute_id, time.time(), status, recorder.n_done)
-            raw.append(("event", finished))
+            # The compute is over: whatever a lane still calls running was cut short.
+            batch = batch._replace(running=[], finished=finished)
             recorder.closed = True
             with self._lock:
                 if recorder in self._recorders:
                     self._recorders.remove(recorder)
-            self._deliver(recorder, raw)
+            self._deliver(recorder, batch)
 
     @contextmanager
     def recording(self, keys, scheduler: str, n_workers: int):
@@ -320,16 +456,17 @@ class EventBus:
                     if not recorder.closed:
                         # Raw listeners hear every wake-up, empty or not: a view
                         # can redraw its clock from here instead of its own thread.
-                        self._deliver(recorder, recorder._take_new_raw())
+                        self._deliver(recorder, recorder._take_batch())
 
-    def _deliver(self, recorder: ComputeRecorder, raw: list) -> None:
+    def _deliver(self, recorder: ComputeRecorder, batch: RawBatch) -> None:
         with self._lock:
             listeners = list(self._listeners)
             raw_listeners = list(self._raw_listeners)
-        calls = [(listener, (recorder, raw)) for listener in raw_listeners]
-        if listeners and raw:
-            events = recorder._events_from_raw(raw)
-            calls += [(listener, (events,)) for listener in listeners]
+        calls = [(listener, (recorder, batch)) for listener in raw_listeners]
+        if listeners:
+            events = recorder._events_from_batch(batch)
+            if events:
+                calls += [(listener, (events,)) for listener in listeners]
         for listener, args in calls:
             try:
                 listener(*args)

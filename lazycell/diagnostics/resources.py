@@ -19,6 +19,7 @@ children, and their CPU and memory are the compute's.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -36,9 +37,51 @@ class ResourceSample(NamedTuple):
     rss_by_pid: dict
 
 
+@functools.cache
 def total_memory() -> int:
-    """The machine's physical memory in bytes: the limit memory bars are drawn against."""
+    """The machine's physical memory in bytes: the limit memory bars are drawn against.
+
+    Read once: it does not change while the kernel runs, and panels ask at every render.
+    """
     return psutil.virtual_memory().total
+
+
+def _proc_children_supported() -> bool:
+    pid = os.getpid()
+    return os.path.exists(f"/proc/{pid}/task/{pid}/children")
+
+
+PROC_CHILDREN = _proc_children_supported()
+
+
+def descendant_pids(pid: int) -> list[int] | None:
+    """The pids of ``pid``'s children, recursively; None where the system cannot say cheaply.
+
+    Linux lists each thread's children in ``/proc/<pid>/task/<tid>/children``:
+    a few small reads, where psutil's ``children()`` reads the stat file of
+    every process on the machine. It matters because the sampler runs on the
+    dispatcher thread during computes, and every read releases the GIL, which
+    it must then win back from the busy worker threads.
+    """
+    if not PROC_CHILDREN:
+        return None
+    found: list[int] = []
+    parents = [pid]
+    while parents:
+        parent = parents.pop()
+        try:
+            threads = os.listdir(f"/proc/{parent}/task")
+        except OSError:  # it has ended
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{parent}/task/{thread}/children", "rb") as file:
+                    children = [int(child) for child in file.read().split()]
+            except OSError:  # the thread has ended
+                continue
+            found.extend(children)
+            parents.extend(children)
+    return found
 
 
 class ResourceSampler:
@@ -90,11 +133,23 @@ class ResourceSampler:
             self.sample()
 
     def _current_processes(self) -> dict[int, psutil.Process]:
-        try:
-            children = self.root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            children = []
-        alive = {self.root.pid: self.root, **{child.pid: child for child in children}}
+        pids = descendant_pids(self.root.pid)
+        if pids is None:
+            try:
+                children = self.root.children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
+            alive = {self.root.pid: self.root, **{child.pid: child for child in children}}
+        else:
+            alive = {self.root.pid: self.root}
+            for pid in pids:
+                process = self._processes.get(pid)
+                if process is None:
+                    try:
+                        process = psutil.Process(pid)
+                    except psutil.NoSuchProcess:
+                        continue
+                alive[pid] = process
         for pid, process in alive.items():
             if pid not in self._processes:
                 self._processes[pid] = process

@@ -9,9 +9,10 @@ propagate from the user's function through this loop unchanged, so
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from sys import getsizeof
 from time import perf_counter
 
-from lazycell.diagnostics.events import BUS
+from lazycell.diagnostics.events import BUILTIN_SIZED, BUS, estimate_nbytes
 from lazycell.graph.spec import CALL, Ref, TaskSpec, run_task
 from lazycell.schedulers.core import order_and_count_dependents
 from lazycell.schedulers.errors import annotate_task_error, make_rerun
@@ -50,12 +51,17 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
     outputs = set(outputs)
     data: dict = {}
     key = spec = None
+    lane = None
+    if recorder is not None:  # see events.WorkerLane: appends, no tuple per task
+        lane = recorder.lane(WORKER_NAME)
+        record_key, record_start = lane.keys.append, lane.starts.append
+        record_stop, record_nbytes = lane.stops.append, lane.nbytes.append
     try:
         for key in order:
             spec = graph[key]
-            if recorder is not None:
+            if lane is not None:
                 start = perf_counter()
-                recorder.started(key, WORKER_NAME, start)
+                lane.current = (key, start)
             # The CALL kind is inlined: it is nearly every task, and a call
             # through run_task would cost a fifth of the per-task budget.
             if spec.kind == CALL:
@@ -70,15 +76,23 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
             else:
                 result = run_task(spec, data)
             data[key] = result
-            if recorder is not None:
-                recorder.finished(key, WORKER_NAME, start, perf_counter(), result)
+            if lane is not None:
+                stop = perf_counter()
+                lane.current = None
+                record_key(key)
+                record_start(start)
+                record_stop(stop)
+                record_nbytes(
+                    getsizeof(result) if type(result) in BUILTIN_SIZED else estimate_nbytes(result)
+                )
             for dep in spec.deps:
                 n = waiting_data[dep] - 1
                 waiting_data[dep] = n
                 if not n and dep not in outputs:
                     del data[dep]
     except Exception as exc:
-        if recorder is not None:
+        if lane is not None:
+            lane.current = None
             recorder.erred(key, WORKER_NAME, start, perf_counter(), exc)
         inputs = {dep: data[dep] for dep in spec.deps if dep in data}
         annotate_task_error(exc, key, spec, scheduler_name, make_rerun(spec, inputs))

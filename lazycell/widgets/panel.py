@@ -4,10 +4,11 @@
 
     dispatcher thread (every 0.2 s while a compute runs, events or not)
     ────────────────────────────────────────────────────────────────────
-    raw tuples ──► ComputeTracker folds them into ComputeState
+    raw batches ──► ComputeTracker folds them into ComputeState
                ──► _on_change: sample resources if due (every resource_interval),
                    render the latest state if due (every ``interval``; the
-                   charts at most every ``chart_interval``)
+                   charts every ``chart_interval``, from ``chart_interval``
+                   into the compute)
     computing thread, compute's end:
     final batch ──► render the bars at once, so the finished totals reach the
                     front end before the compute returns
@@ -76,7 +77,8 @@ class ComputePanel:
         self.interval = interval
         self.chart_interval = chart_interval
         self.display = display
-        self.tracker = ComputeTracker(on_change=self._on_change)
+        # Keeping more bars than the chart draws would only cost folding time.
+        self.tracker = ComputeTracker(on_change=self._on_change, stream_limit=LIVE_TASK_STREAM_BARS)
         self.sampler = ResourceSampler(resource_interval)
         self.progress = ProgressView()
         self.memory = MemoryView()
@@ -86,6 +88,7 @@ class ComputePanel:
         self.render_lock = threading.Lock()
         self._rendered_at = 0.0
         self._charts_drawn_at = 0.0
+        self._charts_compute_id: int | None = None
         self._processes: dict[int, dict[str, int]] = {}  # compute id -> {worker: pid}
         self._display_handle = None
 
@@ -111,11 +114,22 @@ class ComputePanel:
             self.progress.show(state)
             self._show_memory(state)
             now = time.monotonic()
+            if state.compute_id != self._charts_compute_id:
+                # A compute's first live charts come chart_interval after it started
+                # (a shorter one gets them at its end): a chart of its first fraction
+                # of a second would show little, and drawing one costs milliseconds.
+                self._charts_compute_id = state.compute_id
+                self._charts_drawn_at = now - state.elapsed()
             if charts or (charts is None and now - self._charts_drawn_at >= self.chart_interval):
                 self._charts_drawn_at = now
                 self._show_charts(state)
 
     def _show_memory(self, state: ComputeState) -> None:
+        if state.scheduler == "distributed":  # the cluster's workers, as it accounts for them
+            from lazycell.diagnostics.workers import cluster_worker_memory
+
+            self.memory.show_cluster(cluster_worker_memory())
+            return
         processes = self._processes.get(state.compute_id)
         if processes is None:
             processes = self._processes[state.compute_id] = worker_processes(state)
