@@ -19,13 +19,17 @@ and the quartiles of the single runs as ratios to that same median (their
 spread); the target from the spec is a median ratio of at most 1.05 for the
 panel.
 
-Where it stands (2026-11-26, 2 cores shared with other engineers' test runs,
-median of 11, four runs of the final code): on ``100 us`` the panel adds
-3.1 %, 4.8 %, 4.2 % and 5.1 % (single runs' quartiles within 1.5 % of the
-median); the event stream alone, for a plain ``subscribe`` listener that
-gets Event objects, 4.6-11 %; ``empty`` is 1.5-1.9x (was 2.6x). So the target
-is met at the median, with no margin: a run's median moves by 1-2 % with the
-machine's load. What changed and why, measured:
+Where it stands (2026-11-26, 2 cores): with a ``gc.collect()`` before every
+timed run (so a full collection owed to earlier runs is not charged to
+whichever mode trips it), the median of 31 interleaved runs on ``100 us``
+gives the panel 1.054 (single runs' quartiles 1.044-1.072) and the event
+stream alone 1.069; medians of 11 ranged 1.03-1.08 over a dozen runs of the
+same code. So the panel adds about 5 % and the 5 % target is not reliably
+met: what remains is mostly the event stream itself (a raw listener that
+does nothing costs 2-5 % in the same runs), and the run-to-run spread here
+is as large as the distance to the target. ``empty`` is 1.5-1.9x (was 2.6x).
+
+What changed today and why, measured:
 
 - The garbage collector was the largest hidden cost. Every recorded tuple
   (two per task) was a new object it tracks, alive until the dispatcher read
@@ -52,13 +56,13 @@ machine's load. What changed and why, measured:
 
 What is left, per compute of 10,000 tasks, CPU on the GIL the workers need
 (``time.thread_time`` around each part, inside the benchmark): naming each
-key's group when the compute starts 7-9 ms (``events.group_keys``, about
-0.7 us a key: rpartition and a hex check per key; bulk variants in C were
-no faster), the panel's work on the dispatcher 12 ms (fold ~4-5 ms, 3-4
-renders ~1.5 ms each, the first one building the group rows' widgets for
-3 ms; 1-2 samples), recording ~6 ms, and the dispatcher's six wake-ups,
-each a GIL hand-off from a busy worker. A full collection still lands in
-some run now and then (as in any mode); it costs ~8 % of that run.
+key's group when the compute starts about 6 ms (``events.group_keys``; keys
+that all end in a token take a path of C loops), the panel's work on the
+dispatcher 12 ms (fold ~4-5 ms, 3-4 renders ~1.5 ms each, the first one
+building the group rows' widgets for 3 ms; 1-2 samples), recording ~6 ms,
+and the dispatcher's six wake-ups, each a GIL hand-off from a busy worker.
+A full collection still lands in some run now and then (as in any mode); it
+costs ~8 % of that run.
 
 Run::
 
@@ -69,6 +73,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 from contextlib import nullcontext
@@ -116,6 +121,10 @@ def time_modes(total: lc.Delayed, repeats: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
     for _ in range(repeats):
         for mode, make in MODES.items():
+            # Start each run with an empty collector, as timeit and pyperf do, so a
+            # full collection owed to earlier runs is not charged to whichever mode
+            # trips it; collections a run causes itself still count.
+            gc.collect()
             with make():
                 start = time.perf_counter()
                 result = total.compute(scheduler="threads")

@@ -157,3 +157,22 @@ def test_a_task_still_running_at_a_batch_is_announced_then_and_finished_once_lat
     assert all(started[key][0] <= finished[key][0] for key in finished)
     assert all(started[key][1] == finished[key][1] for key in finished), "same start time"
     assert any(started[key][0] < finished[key][0] for key in finished), "seen while running"
+
+
+def test_group_keys_names_groups_as_key_group_does_for_every_kind_of_key():
+    from lazycell.diagnostics.events import group_keys
+    from lazycell.graph.spec import key_group
+
+    token_keys = [f"inc-{i:032x}" for i in range(50)] + [f"load-data-{i:016x}" for i in range(5)]
+    odd_keys = [
+        "abcdef0123456789",  # a bare token: no prefix to share
+        "x-1",
+        "x-foo",
+        ("sum-0123456789abcdef", 3),
+        "a-b-c0ffee0012",
+        "é-0123456789",
+        42,
+    ]
+    for keys in (token_keys, token_keys + odd_keys, odd_keys):
+        assert group_keys(keys, key_group) == {key: key_group(key) for key in keys}
+    assert set(group_keys(token_keys, key_group).values()) == {"inc", "load-data"}

@@ -281,13 +281,17 @@ class Worker:
     # -- running tasks
     def run_tasks(self) -> None:
         worker_of_thread.worker = self
+        busy, ident = self.busy.idents, threading.get_ident()
         while True:
             item = self.tasks.get()
             if item is None:
                 return
             self.unpaused.wait()
-            with self.busy.running():
+            busy.add(ident)  # for the stack sampler (a set: atomic under the GIL, no lock)
+            try:
                 self.run_one(*item)
+            finally:
+                busy.discard(ident)
 
     def run_one(self, key, spec, where) -> None:
         try:
