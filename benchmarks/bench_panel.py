@@ -64,6 +64,12 @@ and the dispatcher's six wake-ups, each a GIL hand-off from a busy worker.
 A full collection still lands in some run now and then (as in any mode); it
 costs ~8 % of that run.
 
+Next steps: name groups from the task specs' functions instead of parsing
+every key; record a task without building the lane's ``current`` tuple; the
+~10,000 lists ``GraphRun`` builds per compute (they drive full collections in
+every mode, panel or not); the text ProgressBar could ride on the raw stream
+and the bus's wake-ups like the panel instead of its own ticker thread.
+
 Run::
 
     .venv/bin/python benchmarks/bench_panel.py            # about a minute on 2 cores
