@@ -443,9 +443,7 @@ class Client:
     def _fetch_inputs(self, spec: TaskSpec) -> dict:
         """The current values of a task's inputs, fetched from the workers holding them."""
         keys = list(spec.deps)
-        reply: queue.SimpleQueue = queue.SimpleQueue()
-        self.scheduler.submit_command("locate", keys, reply)
-        where = reply.get(timeout=30)
+        where = self.scheduler.ask("locate", keys)
         missing = [k for k, place in where.items() if place is None]
         if missing:
             raise LookupError(
@@ -495,7 +493,7 @@ class Client:
 
     # -- cluster
     def workers(self) -> list[dict]:
-        """One dict per running worker: ``name``, ``pid``, ``address``, ``n_results``, ..."""
+        """One dict per running worker (see ``LocalCluster.workers``)."""
         return self.cluster.workers()
 
     @property
@@ -556,7 +554,7 @@ class Client:
                 f"client.run({_callable_name(fn)}): the function or its arguments cannot be "
                 f"pickled to send them to the workers: {exc}"
             ) from exc
-        results = self._ask_workers("worker-call", payload, names, timeout=timeout)
+        results = self.scheduler.ask("worker-call", payload, names, timeout=timeout)
         return self._values_or_raise(results, f"client.run({_callable_name(fn)})")
 
     def register_plugin(self, plugin, name: str | None = None) -> dict:
@@ -576,7 +574,7 @@ class Client:
             payload = dumps_control(plugin)
         except Exception as exc:
             raise TypeError(f"the plugin {name!r} cannot be pickled to send it: {exc}") from exc
-        results = self._ask_workers("register-plugin", name, payload)
+        results = self.scheduler.ask("register-plugin", name, payload, timeout=60.0)
         self._values_or_raise(results, f"plugin {name!r} setup")
         return {worker: "OK" for worker in sorted(results)}
 
@@ -585,7 +583,7 @@ class Client:
     def unregister_worker_plugin(self, name: str) -> dict:
         """Run the plugin's ``teardown`` on every worker and stop setting it up on new ones."""
         self._check_open()
-        results = self._ask_workers("remove-plugin", name)
+        results = self.scheduler.ask("remove-plugin", name, timeout=60.0)
         self._values_or_raise(results, f"plugin {name!r} teardown")
         return {worker: "OK" for worker in sorted(results)}
 
@@ -599,9 +597,7 @@ class Client:
         with self._lock:
             self._statuses.clear()
             self._refcounts.clear()
-        reply: queue.SimpleQueue = queue.SimpleQueue()
-        self.scheduler.submit_command("restart", reply)
-        reply.get(timeout=timeout)
+        self.scheduler.ask("restart", timeout=timeout)
         self.scheduler.wait_for_workers(self.scheduler.n_workers, timeout)
 
     def profile(
@@ -624,23 +620,12 @@ class Client:
         self._check_open()
         names = _worker_names(workers) if workers is not None else None
         payload = dumps_control(partial(_profile_snapshot, start=start, stop=stop))
-        results = self._ask_workers("worker-call", payload, names)
+        results = self.scheduler.ask("worker-call", payload, names, timeout=60.0)
         merged = profiler.merge_profiles(self._values_or_raise(results, "client.profile"))
         if filename is not None:
             with open(filename, "w", encoding="utf-8") as f:
                 f.write(profile_page.profile_html(merged))
         return merged
-
-    def _ask_workers(self, command: str, *args, timeout: float | None = 60.0) -> dict:
-        reply: queue.SimpleQueue = queue.SimpleQueue()
-        self.scheduler.submit_command(command, *args, reply)
-        try:
-            results = reply.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"the workers did not answer within {timeout} s") from None
-        if isinstance(results, Exception):
-            raise results
-        return results
 
     def _values_or_raise(self, results: dict, what: str) -> dict:
         values = {}

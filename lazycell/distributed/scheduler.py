@@ -384,9 +384,17 @@ class ClusterScheduler:
 
     def call(self, func, timeout: float = 30.0):
         """Run ``func(scheduler)`` on the scheduler thread and return its result."""
+        return self.ask("call", func, timeout=timeout)
+
+    def ask(self, *command, timeout: float | None = 30.0):
+        """Send ``command`` with a reply queue as its last argument and wait for the answer.
+
+        An exception put on the queue is raised here; so is RuntimeError if the
+        scheduler stops first, TimeoutError after ``timeout`` seconds (None: no limit).
+        """
         reply: queue.SimpleQueue = queue.SimpleQueue()
-        self.submit_command("call", func, reply)
-        deadline = time.monotonic() + timeout
+        self.submit_command(*command, reply)
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 result = reply.get(timeout=0.1)
@@ -394,9 +402,9 @@ class ClusterScheduler:
             except queue.Empty:
                 if self.stopped or not self._thread.is_alive():
                     raise RuntimeError("the cluster's scheduler has stopped") from None
-                if time.monotonic() > deadline:
+                if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(
-                        f"the cluster's scheduler did not answer in {timeout} s"
+                        f"the cluster did not answer {command[0]!r} within {timeout} s"
                     ) from None
         if isinstance(result, Exception):
             raise result
