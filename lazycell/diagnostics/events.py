@@ -101,7 +101,7 @@ Event = GraphSubmitted | TaskStarted | TaskFinished | TaskErred | ComputeFinishe
 Listener = Callable[[list], None]
 
 
-# Types whose size is sys.getsizeof: callers on a hot path may test this set first.
+# Types whose size is sys.getsizeof, tested first on the hot path.
 BUILTIN_SIZED = frozenset({int, float, str, bytes, bool, type(None), tuple, list, dict, set})
 
 
@@ -164,6 +164,14 @@ class WorkerLane:
         self.nbytes: list = []
         self.current: tuple | None = None  # (key, start) of the task running now
 
+    def task_finished(self, key, start: float, stop: float, result) -> None:
+        """Record a finished task: ``current`` first, then the columns, ``nbytes`` last."""
+        self.current = None
+        self.keys.append(key)
+        self.starts.append(start)
+        self.stops.append(stop)
+        self.nbytes.append(estimate_nbytes(result))
+
     def _take_rows(self) -> LaneRows | None:
         """The rows appended since the last call, removed from the lane; None if none."""
         n = len(self.nbytes)  # appended last: the other columns hold at least n rows
@@ -213,11 +221,9 @@ class ComputeRecorder:
     def lane(self, worker: str) -> WorkerLane:
         """A new lane for the calling thread, which records its tasks there.
 
-        Per task: ``lane.current = (key, start)`` before running it;
-        ``lane.current = None`` after it, then ``lane.keys.append(key)``,
-        ``starts.append(start)``, ``stops.append(stop)``,
-        ``nbytes.append(estimate_nbytes(result))`` (bind the appends once per
-        thread). A task that fails: ``lane.current = None``, then :meth:`erred`.
+        Per task: ``lane.current = (key, start)`` before running it,
+        ``lane.task_finished(key, start, stop, result)`` after it. A task that
+        fails: ``lane.current = None``, then :meth:`erred`.
         """
         lane = WorkerLane(worker)
         self.lanes.append(lane)

@@ -9,10 +9,9 @@ propagate from the user's function through this loop unchanged, so
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from sys import getsizeof
 from time import perf_counter
 
-from lazycell.diagnostics.events import BUILTIN_SIZED, BUS, estimate_nbytes
+from lazycell.diagnostics.events import BUS
 from lazycell.graph.spec import CALL, Ref, TaskSpec, run_task
 from lazycell.schedulers.core import order_and_count_dependents
 from lazycell.schedulers.errors import annotate_task_error, make_rerun
@@ -54,8 +53,6 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
     lane = None
     if recorder is not None:  # see events.WorkerLane: appends, no tuple per task
         lane = recorder.lane(WORKER_NAME)
-        record_key, record_start = lane.keys.append, lane.starts.append
-        record_stop, record_nbytes = lane.stops.append, lane.nbytes.append
     try:
         for key in order:
             spec = graph[key]
@@ -77,14 +74,7 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
                 result = run_task(spec, data)
             data[key] = result
             if lane is not None:
-                stop = perf_counter()
-                lane.current = None
-                record_key(key)
-                record_start(start)
-                record_stop(stop)
-                record_nbytes(
-                    getsizeof(result) if type(result) in BUILTIN_SIZED else estimate_nbytes(result)
-                )
+                lane.task_finished(key, start, perf_counter(), result)
             for dep in spec.deps:
                 n = waiting_data[dep] - 1
                 waiting_data[dep] = n

@@ -28,10 +28,9 @@ import queue
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Executor
-from sys import getsizeof
 from time import perf_counter
 
-from lazycell.diagnostics.events import BUILTIN_SIZED, BUS, estimate_nbytes
+from lazycell.diagnostics.events import BUS
 from lazycell.graph.spec import TaskSpec, run_task
 from lazycell.schedulers.core import GraphRun, order_and_count_dependents, order_graph
 from lazycell.schedulers.errors import annotate_task_error, make_rerun, rerun_locally_and_raise
@@ -121,12 +120,10 @@ class ThreadRun:
         state = self.state
         graph = state.graph
         data = state.data
-        lane = record_key = record_start = record_stop = record_nbytes = None
+        lane = None
         if self.recorder is not None:
             # Columns of this thread's own (see events.WorkerLane): appends, no tuples.
             lane = self.recorder.lane(worker)
-            record_key, record_start = lane.keys.append, lane.starts.append
-            record_stop, record_nbytes = lane.stops.append, lane.nbytes.append
         lock = self.lock
         lock.acquire()
         try:
@@ -149,16 +146,7 @@ class ThreadRun:
                         lane.current = (key, start)
                     result = run_task(spec, data)
                     if lane is not None:
-                        stop = perf_counter()
-                        lane.current = None
-                        record_key(key)
-                        record_start(start)
-                        record_stop(stop)
-                        record_nbytes(
-                            getsizeof(result)
-                            if type(result) in BUILTIN_SIZED
-                            else estimate_nbytes(result)
-                        )
+                        lane.task_finished(key, start, perf_counter(), result)
                 except BaseException as exc:
                     if lane is not None:
                         lane.current = None
