@@ -20,7 +20,7 @@ import time
 import weakref
 
 from lazycell.distributed import introspection
-from lazycell.distributed.scaling import Adaptive
+from lazycell.distributed.scaling import Adaptive, check_worker_count
 from lazycell.distributed.scheduler import STARTUP_TIMEOUT, ClusterScheduler
 from lazycell.distributed.store import parse_memory_limit
 
@@ -123,10 +123,11 @@ class LocalCluster:
         return self.dashboard.link if self.dashboard is not None else None
 
     def workers(self) -> list[dict]:
-        """One dict per running worker: ``name``, ``pid``, ``address``, ``n_results``."""
+        """One dict per running worker, as in ``scheduler_info()["workers"]``:
+        ``name``, ``pid``, ``address``, ``n_results``, ``n_processing``, ..."""
         if self.closed:
             return []
-        return self.scheduler.call(_describe_workers)
+        return self.scheduler.call(introspection.running_workers_info)
 
     def scheduler_info(self) -> dict:
         """The workers and the totals; see :meth:`lazycell.Client.scheduler_info`."""
@@ -146,8 +147,7 @@ class LocalCluster:
 
         With ``wait`` (the default) returns once ``n`` workers run.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"scale({n!r}): the number of workers must be a whole number >= 0")
+        check_worker_count(n, f"scale({n!r})")
         self._check_open()
         self.scheduler.submit_command("scale", n)
         if wait:
@@ -207,21 +207,6 @@ class LocalCluster:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _describe_workers(scheduler) -> list[dict]:
-    return [
-        {
-            "name": w.name,
-            "pid": w.pid,
-            "address": w.address,
-            "n_results": len(w.has_what),
-            "n_processing": len(w.processing),
-            "nbytes": w.nbytes,
-            "paused": w.paused,
-        }
-        for w in scheduler.running_workers()
-    ]
 
 
 def parse_address(address: str) -> tuple[str, int]:

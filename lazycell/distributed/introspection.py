@@ -19,7 +19,7 @@ def worker_info(scheduler, worker) -> dict:
     return {
         "name": worker.name,
         "pid": worker.pid,
-        "address": str(worker.address),
+        "address": worker.address,  # a Unix socket path, or (host, port)
         "status": worker.state,
         "threads": worker.threads,
         "memory_limit": scheduler.memory_limit,
@@ -58,6 +58,11 @@ def scheduler_info(scheduler) -> dict:
         },
         "adaptive": dict(scheduler.adaptive.options) if scheduler.adaptive else None,
     }
+
+
+def running_workers_info(scheduler) -> list[dict]:
+    """``worker_info`` of the running workers (not those starting or retiring)."""
+    return [worker_info(scheduler, w) for w in scheduler.running_workers()]
 
 
 def who_has(scheduler, keys: list[Hashable] | None) -> dict:

@@ -32,6 +32,12 @@ import time
 ADAPT_INTERVAL = 0.25
 
 
+def check_worker_count(value, call: str) -> None:
+    """A number of workers must be a whole number >= 0 (``call`` names the argument)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{call}: the number of workers must be a whole number >= 0")
+
+
 class Adaptive:
     """The adaptive policy's settings and the idle clocks it keeps."""
 
@@ -45,8 +51,7 @@ class Adaptive:
         if maximum is None:
             maximum = 2**31
         for name, value in (("minimum", minimum), ("maximum", maximum)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"adapt({name}={value!r}): must be a whole number >= 0")
+            check_worker_count(value, f"adapt({name}={value!r})")
         if maximum < minimum:
             raise ValueError(f"adapt(minimum={minimum}, maximum={maximum}): maximum < minimum")
         if maximum == 0:
