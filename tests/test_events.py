@@ -129,6 +129,29 @@ def test_progress_bar_redraws_during_a_long_compute():
     assert any("/20 tasks" in f and "20/20" not in f for f in frames), "a partial frame"
 
 
+def test_progress_bar_with_a_minimum_times_a_compute_by_its_events_not_their_delivery():
+    # A busy machine can hand a compute's first and last events to the bar in
+    # one delivery, after the compute ended: 0.7 s of work must still show,
+    # 0.2 s must not.
+    for seconds, shown in [(0.7, True), (0.2, False)]:
+        out = io.StringIO()
+        bar = lc.diagnostics.ProgressBar(minimum=0.5, out=out)
+        start = time.time()
+        bar._on_events(
+            [
+                GraphSubmitted(1, start, 2, {"slow": 2}, "threads", 2),
+                *[
+                    TaskFinished(1, ("slow", i), "slow", "thread-0", start, start + seconds, 28)
+                    for i in range(2)
+                ],
+                ComputeFinished(1, start + seconds, "ok", 2),
+            ]
+        )
+        assert ("100% Completed" in out.getvalue()) is shown, (seconds, out.getvalue())
+        if shown:
+            assert "| 0.7s" in out.getvalue()
+
+
 def test_progress_bar_says_failed_on_error():
     out = io.StringIO()
     with lc.diagnostics.ProgressBar(out=out):

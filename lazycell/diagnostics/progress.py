@@ -55,7 +55,9 @@ class ProgressBar:
                         "total": event.n_tasks,
                         "done": 0,
                         "erred": 0,
-                        "start": time.monotonic(),
+                        # The event's own clock: a short compute's first and last
+                        # events can reach us in one delivery, at its end.
+                        "start": event.time,
                         "shown": False,
                     }
                     continue
@@ -67,15 +69,17 @@ class ProgressBar:
                 elif isinstance(event, TaskErred):
                     state["erred"] += 1
                 elif isinstance(event, ComputeFinished):
-                    self._draw(state, final=True, status=event.status)
+                    self._draw(state, final=True, status=event.status, now=event.time)
                     del self._computes[event.compute_id]
 
     # -- drawing
     def _stream(self) -> TextIO:
         return self.out if self.out is not None else sys.stdout
 
-    def _draw(self, state: dict, final: bool = False, status: str = "ok") -> None:
-        elapsed = time.monotonic() - state["start"]
+    def _draw(
+        self, state: dict, final: bool = False, status: str = "ok", now: float | None = None
+    ) -> None:
+        elapsed = (time.time() if now is None else now) - state["start"]
         if elapsed < self.minimum and not state["shown"]:
             return
         total = max(state["total"], 1)
