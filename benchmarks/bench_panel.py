@@ -122,44 +122,61 @@ def panel():
 MODES = {"no panel": no_panel, "event bus only": bus_only, "panel": panel}
 
 
-def time_modes(total: lc.Delayed, repeats: int) -> dict[str, list[float]]:
+def time_modes(total: lc.Delayed, repeats: int) -> tuple[dict, dict]:
+    """Per mode, each run's compute time and its view's set-up + close time, interleaved."""
     expected = total.compute(scheduler="threads")  # warm the pool
     times: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for _ in range(repeats):
-        for mode, make in MODES.items():
+    fixed: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for repeat in range(repeats):
+        # Every other round backwards: no mode always runs right after another.
+        order = list(MODES.items())[:: -1 if repeat % 2 else 1]
+        for mode, make in order:
+            set_up_start = time.perf_counter()
+            view = make()  # a panel builds its widgets here: timed apart, per cell
+            set_up = time.perf_counter() - set_up_start
             # Start each run with an empty collector, as timeit and pyperf do, so a
             # full collection owed to earlier runs is not charged to whichever mode
             # trips it; collections a run causes itself still count.
             gc.collect()
-            with make():
+            with view:
                 start = time.perf_counter()
                 result = total.compute(scheduler="threads")
-                times[mode].append(time.perf_counter() - start)
+                stop = time.perf_counter()
+            times[mode].append(stop - start)
+            fixed[mode].append(set_up + time.perf_counter() - stop)
             assert result == expected, (mode, result, expected)
-    return times
+    return times, fixed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
-    print(f"{N_TASKS:,}-task threads compute, median of {args.repeats} runs each")
-    print(f"{'workload':<10} {'mode':<16} {'median s':>9} {'ratio':>7} {'runs, quartiles':>17}")
+    print(f"{N_TASKS:,}-task threads compute, {args.repeats} interleaved runs of each mode")
+    print(
+        f"{'workload':<10} {'mode':<16} {'median s':>9} {'ratio':>7} "
+        f"{'paired, quartiles':>23} {'set-up+close':>13}"
+    )
     for work, label in ((empty, "empty"), (busy_100us, "100 us")):
-        times = time_modes(graph(work), args.repeats)
-        base = statistics.median(times["no panel"])
+        times, fixed = time_modes(graph(work), args.repeats)
+        base = times["no panel"]
         for mode, runs in times.items():
             median = statistics.median(runs)
-            # The spread of single runs, as ratios to the no-panel median: a shared
-            # machine moves single runs by several percent.
-            low, _, high = (
-                statistics.quantiles(runs, n=4, method="inclusive")
-                if len(runs) > 1
-                else (median,) * 3
+            # Each run against the no-panel run of its own round: a shared machine's
+            # slow spells then hit both sides of a ratio alike.
+            paired = [run / base_run for run, base_run in zip(runs, base)]
+            low, mid, high = (
+                statistics.quantiles(paired, n=4, method="inclusive")
+                if len(paired) > 1
+                else (paired[0],) * 3
             )
-            spread = f"{low / base:.3f}-{high / base:.3f}"
+            spread = f"{mid:.3f} ({low:.3f}-{high:.3f})"
+            set_up = f"{statistics.median(fixed[mode]) * 1e3:.0f} ms"
             note = f"   (target <= {TARGET_RATIO})" if mode == "panel" else ""
-            print(f"{label:<10} {mode:<16} {median:>9.3f} {median / base:>7.3f} {spread:>17}{note}")
+            print(
+                f"{label:<10} {mode:<16} {median:>9.3f} {median / statistics.median(base):>7.3f} "
+                f"{spread:>23} {set_up:>13}{note}"
+            )
 
 
 if __name__ == "__main__":

@@ -196,6 +196,18 @@ def test_group_keys_names_groups_as_key_group_does_for_every_kind_of_key():
         "é-0123456789",
         42,
     ]
-    for keys in (token_keys, token_keys + odd_keys, odd_keys):
+    same_width = [f"inc-{i:032x}" for i in range(50)] + [f"a-b-{i:032x}" for i in range(5)]
+    # Keys that pass some of the checks for tokens of one width, not all of them.
+    near_misses = [
+        f"inc-{'0' * 15}-{'1' * 16}",  # a "-" inside the token's width
+        f"inc-{'0' * 31}g",  # not hex
+        f"inc-{'0' * 31}é",  # not ascii
+        "inc-0123",  # shorter than the width
+        f"{'0' * 33}",  # no "-"
+    ]
+    cases = [token_keys, token_keys + odd_keys, odd_keys, same_width]
+    cases += [same_width + [miss] for miss in near_misses]
+    cases += [[f"inc-{i:032x}" for i in range(3)] + [miss] for miss in near_misses]
+    for keys in cases:
         assert group_keys(keys, key_group) == {key: key_group(key) for key in keys}
     assert set(group_keys(token_keys, key_group).values()) == {"inc", "load-data"}

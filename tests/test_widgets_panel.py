@@ -44,6 +44,24 @@ def test_bars_show_the_finished_totals_per_group(scheduler):
     assert panel.progress.rows["leaf"].counts.value == "10 / 10"
 
 
+def test_one_panel_over_computes_with_other_groups_names_each_row_after_its_group():
+    # Rows are reused and renamed between computes (and some built ahead): what
+    # shows must be exactly the latest compute's groups, in order, with its counts.
+    def shown(panel):
+        box = [child.children[0] for child in panel.progress.group_box.children]
+        return [(bar.description, bar.value, bar.max) for bar in box]
+
+    five_groups = [lc.delayed(inc, name=f"g{i}")(i) for i in range(4)]
+    with ComputePanel(display=False) as panel:
+        tree(3).compute(scheduler="threads")
+        assert shown(panel) == [("leaf", 3, 3), ("total", 1, 1)]
+        lc.delayed(sum, name="sum5")(five_groups).compute(scheduler="threads")
+        assert shown(panel) == [(f"g{i}", 1, 1) for i in range(4)] + [("sum5", 1, 1)]
+        tree(2).compute(scheduler="sync")
+        assert shown(panel) == [("leaf", 2, 2), ("total", 1, 1)]
+    assert list(panel.progress.rows) == ["leaf", "total"]
+
+
 def test_erred_group_bar_turns_red_and_counts_the_failure():
     parts = [lc.delayed(fail_on_two, name="check")(i) for i in range(4)]
     with ComputePanel(display=False) as panel:
@@ -70,6 +88,21 @@ def test_memory_bars_are_the_kernel_for_threads_and_each_pool_process_for_proces
     for row in processes.memory.rows.values():
         assert 0 < row.bar.value < 1 and row.bar.bar_style == "success"
         assert " / " in row.text.value
+
+
+def test_one_panel_over_schedulers_shows_each_computes_own_memory_bars():
+    def shown(panel):
+        return [box.children[0].description for box in panel.memory.widget.children]
+
+    with ComputePanel(display=False) as panel:
+        tree().compute(scheduler="processes", num_workers=2)
+        assert shown(panel) == ["kernel", "process-0", "process-1"]
+        tree().compute(scheduler="threads")
+        assert shown(panel) == ["kernel"]
+        tree().compute(scheduler="processes", num_workers=3)
+        assert shown(panel) == ["kernel", "process-0", "process-1", "process-2"]
+    for row in panel.memory.rows.values():
+        assert 0 < row.bar.value < 1 and " / " in row.text.value
 
 
 def test_charts_hold_the_task_stream_and_the_resource_timeline():

@@ -9,9 +9,10 @@ propagate from the user's function through this loop unchanged, so
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from sys import getsizeof
 from time import perf_counter
 
-from lazycell.diagnostics.events import BUS
+from lazycell.diagnostics.events import BUILTIN_SIZED, BUS, estimate_nbytes
 from lazycell.graph.spec import CALL, Ref, TaskSpec, run_task
 from lazycell.schedulers.core import order_and_count_dependents
 from lazycell.schedulers.errors import annotate_task_error, make_rerun
@@ -53,12 +54,13 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
     lane = None
     if recorder is not None:  # see events.WorkerLane: appends, no tuple per task
         lane = recorder.lane(WORKER_NAME)
+        record_key, record_start, record_stop, record_nbytes = lane.writers()
     try:
         for key in order:
             spec = graph[key]
             if lane is not None:
-                start = perf_counter()
-                lane.current = (key, start)
+                record_key(key)
+                record_start(perf_counter())
             # The CALL kind is inlined: it is nearly every task, and a call
             # through run_task would cost a fifth of the per-task budget.
             if spec.kind == CALL:
@@ -74,16 +76,21 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
                 result = run_task(spec, data)
             data[key] = result
             if lane is not None:
-                lane.task_finished(key, start, perf_counter(), result)
+                record_stop(perf_counter())
+                record_nbytes(
+                    getsizeof(result) if type(result) in BUILTIN_SIZED else estimate_nbytes(result)
+                )
             for dep in spec.deps:
                 n = waiting_data[dep] - 1
                 waiting_data[dep] = n
                 if not n and dep not in outputs:
                     del data[dep]
     except Exception as exc:
-        if lane is not None:
-            lane.current = None
-            recorder.erred(key, WORKER_NAME, start, perf_counter(), exc)
+        if lane is not None and len(lane.starts) > len(lane.nbytes):  # the task failed
+            stop = perf_counter()
+            start = lane.starts[-1]
+            lane.task_erred()
+            recorder.erred(key, WORKER_NAME, start, stop, exc)
         inputs = {dep: data[dep] for dep in spec.deps if dep in data}
         annotate_task_error(exc, key, spec, scheduler_name, make_rerun(spec, inputs))
         raise

@@ -28,9 +28,10 @@ import queue
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Executor
+from sys import getsizeof
 from time import perf_counter
 
-from lazycell.diagnostics.events import BUS
+from lazycell.diagnostics.events import BUILTIN_SIZED, BUS, estimate_nbytes
 from lazycell.graph.spec import TaskSpec, run_task
 from lazycell.schedulers.core import GraphRun, order_and_count_dependents, order_graph
 from lazycell.schedulers.errors import annotate_task_error, make_rerun, rerun_locally_and_raise
@@ -124,6 +125,7 @@ class ThreadRun:
         if self.recorder is not None:
             # Columns of this thread's own (see events.WorkerLane): appends, no tuples.
             lane = self.recorder.lane(worker)
+            record_key, record_start, record_stop, record_nbytes = lane.writers()
         lock = self.lock
         lock.acquire()
         try:
@@ -142,15 +144,22 @@ class ThreadRun:
                 lock.release()
                 try:
                     if lane is not None:
-                        start = perf_counter()
-                        lane.current = (key, start)
+                        record_key(key)
+                        record_start(perf_counter())
                     result = run_task(spec, data)
                     if lane is not None:
-                        lane.task_finished(key, start, perf_counter(), result)
+                        record_stop(perf_counter())
+                        record_nbytes(
+                            getsizeof(result)
+                            if type(result) in BUILTIN_SIZED
+                            else estimate_nbytes(result)
+                        )
                 except BaseException as exc:
                     if lane is not None:
-                        lane.current = None
-                        self.recorder.erred(key, worker, start, perf_counter(), exc)
+                        stop = perf_counter()
+                        start = lane.starts[-1]
+                        lane.task_erred()
+                        self.recorder.erred(key, worker, start, stop, exc)
                     lock.acquire()
                     self._fail(key, exc)
                     return

@@ -24,6 +24,7 @@ import html
 import ipywidgets as widgets
 
 from lazycell.diagnostics.workers import WorkerMemory
+from lazycell.widgets.rows import BarNamedRow, reuse_rows
 
 WARN_FRACTION = 0.6
 DANGER_FRACTION = 0.85
@@ -47,7 +48,7 @@ def memory_bar_style(fraction: float) -> str:
     return "success"
 
 
-class MemoryRow:
+class MemoryRow(BarNamedRow):
     def __init__(self, name: str):
         self.bar = widgets.FloatProgress(
             value=0.0,
@@ -113,7 +114,7 @@ def memory_text(memory: WorkerMemory) -> str:
     return text
 
 
-class ClusterMemoryRow:
+class ClusterMemoryRow(BarNamedRow):
     """A cluster worker's name, stacked bar (see ``stacked_memory_bar``) and numbers."""
 
     def __init__(self, name: str):
@@ -141,13 +142,19 @@ class MemoryView:
     def __init__(self):
         self.rows: dict[str, MemoryRow | ClusterMemoryRow] = {}
         self.widget = widgets.VBox()
+        # Spare rows by kind (see rows.py); the kernel's row is in every local compute.
+        self._spares: dict[type, list] = {MemoryRow: [MemoryRow("kernel")], ClusterMemoryRow: []}
 
     def _set_rows(self, names, row_class) -> None:
         names = list(names)
         same_kind = all(isinstance(row, row_class) for row in self.rows.values())
         if names != list(self.rows) or not same_kind:
-            old = self.rows if same_kind else {}
-            self.rows = {name: old.get(name) or row_class(name) for name in names}
+            rows = self.rows
+            if not same_kind:
+                for row in rows.values():
+                    self._spares[type(row)].append(row)
+                rows = {}
+            self.rows = reuse_rows(rows, names, self._spares[row_class], row_class)
             self.widget.children = [row.widget for row in self.rows.values()]
 
     def show(self, processes: dict[str, int], rss_by_pid: dict, total_memory: int) -> None:

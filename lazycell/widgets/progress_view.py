@@ -17,8 +17,11 @@ from __future__ import annotations
 import ipywidgets as widgets
 
 from lazycell.diagnostics.compute_state import ComputeState, GroupProgress, format_seconds
+from lazycell.widgets.rows import BarNamedRow, reuse_rows
 
 MAX_GROUP_ROWS = 12
+# Group rows built with the panel (see rows.py): most graphs have one or two groups.
+SPARE_GROUP_ROWS = 2
 NAME_WIDTH = "150px"
 OTHER_GROUPS = "other groups"
 
@@ -44,7 +47,7 @@ def timing_text(state: ComputeState) -> str:
     return text
 
 
-class ProgressRow:
+class ProgressRow(BarNamedRow):
     """Name, bar and counts of one group (or of all tasks)."""
 
     def __init__(self, name: str, dom_class: str):
@@ -76,6 +79,7 @@ class ProgressView:
         self.timing.add_class("lazycell-timing")
         self.overall = ProgressRow("all tasks", "lazycell-overall-bar")
         self.rows: dict[str, ProgressRow] = {}
+        self._spare_rows = [self._new_row("") for _ in range(SPARE_GROUP_ROWS)]
         self.group_box = widgets.VBox()
         self.widget = widgets.VBox([self.timing, self.overall.widget, self.group_box])
 
@@ -84,13 +88,17 @@ class ProgressView:
         self.overall.show(state.done, state.n_tasks, state.running, state.erred)
         shown = shown_groups(state.groups)
         if list(shown) != list(self.rows):
-            self.rows = {
-                name: self.rows.get(name) or ProgressRow(name, "lazycell-group-bar")
-                for name in shown
-            }
-            self.group_box.children = [row.widget for row in self.rows.values()]
+            self._set_rows(list(shown))
         for name, group in shown.items():
             self.rows[name].show(group.done, group.total, group.running, group.erred)
+
+    def _set_rows(self, names: list[str]) -> None:
+        self.rows = reuse_rows(self.rows, names, self._spare_rows, self._new_row)
+        self.group_box.children = [row.widget for row in self.rows.values()]
+
+    @staticmethod
+    def _new_row(name: str) -> ProgressRow:
+        return ProgressRow(name, "lazycell-group-bar")
 
 
 def shown_groups(groups: dict[str, GroupProgress]) -> dict[str, GroupProgress]:
