@@ -163,8 +163,9 @@ def test_progress_bar_says_failed_on_error():
 @pytest.mark.parametrize("scheduler", ["sync", "threads"])
 def test_a_task_still_running_at_a_batch_is_announced_then_and_finished_once_later(scheduler):
     batches = []
-    # 0.5-1 s: the bus wakes mid-task, and more than once during the long one
-    tasks = [lc.delayed(nap)(i) for i in range(12)] + [lc.delayed(time.sleep)(0.45)]
+    # A delivery falls mid-task: between tasks from a lane's thread, and in the
+    # long one (past the dispatcher's longest standby sleep) from the dispatcher
+    tasks = [lc.delayed(nap)(i) for i in range(12)] + [lc.delayed(time.sleep)(1.2)]
     with lc.diagnostics.subscribe(batches.append):
         lc.compute(tasks, scheduler=scheduler, num_workers=2)
     started, finished = {}, {}
@@ -180,6 +181,33 @@ def test_a_task_still_running_at_a_batch_is_announced_then_and_finished_once_lat
     assert all(started[key][0] <= finished[key][0] for key in finished)
     assert all(started[key][1] == finished[key][1] for key in finished), "same start time"
     assert any(started[key][0] < finished[key][0] for key in finished), "seen while running"
+
+
+def test_pool_threads_deliver_between_short_tasks_and_the_dispatcher_during_long_ones():
+    import threading
+
+    from lazycell.diagnostics.events import BUS
+
+    deliveries = []  # (thread name, compute id, finished?)
+
+    def listener(recorder, batch):
+        deliveries.append(
+            (threading.current_thread().name, recorder.compute_id, batch.finished is not None)
+        )
+
+    with BUS.subscribe(listener, raw=True):
+        short = lc.compute([lc.delayed(nap)(i) for i in range(40)], scheduler="threads")
+        long = lc.delayed(time.sleep)(1.5).compute(scheduler="threads")
+    assert len(short[0]) == 40 and long is None
+    short_id, long_id = sorted({compute_id for _, compute_id, _ in deliveries})
+    during_short = [name for name, cid, end in deliveries if cid == short_id and not end]
+    during_long = [name for name, cid, end in deliveries if cid == long_id and not end]
+    # 40 naps of 50 ms on 2 threads: ~1 s, delivered every 0.2 s by the pool's threads
+    # (the dispatcher, standing by, would step in only if they stopped)
+    by_pool = [name for name in during_short if name.startswith("lazycell-thread")]
+    assert len(by_pool) >= 3 and len(by_pool) > len(during_short) / 2, during_short
+    # One task of 1.5 s: no task ends meanwhile, so the dispatcher delivers, ~4 times
+    assert during_long.count("lazycell-events") >= 3, during_long
 
 
 def test_group_keys_names_groups_as_key_group_does_for_every_kind_of_key():

@@ -2,8 +2,8 @@
 
 ::
 
-    dispatcher thread (a few Hz) / computing thread (final batch)
-    ─────────────────────────────────────────────────────────────
+    delivering thread (a few Hz, see events.py) / computing thread (final batch)
+    ────────────────────────────────────────────────────────────────────────────
     raw batch ──► ComputeTracker.on_raw ──► ComputeState.apply_batch(batch, groups_of)
     (event objects ──► on_events ──► ComputeState.apply(event), for callers with events)
                                      └─► on_change(state) for each state touched

@@ -2,15 +2,26 @@
 
 ::
 
-    scheduler / worker threads                      dispatcher thread (a few Hz)
+    scheduler / worker threads                      whoever delivers (a few Hz)
     ──────────────────────────                      ───────────────────────────
     recorder.buffer.append(("s", key, worker, t))  ─┐
     recorder.buffer.append(("f", key, ...))        ─┤
     a pool thread's lane:                           ├─► take what is new (a RawBatch),
       task starts: keys, starts.append              │   call raw listeners with it; turn
       task ends:   stops, nbytes.append             │   it into Event objects for the
-                                                     │   others; every listener gets a batch
+                   past deliver_at? deliver here ───┤   others; every listener gets a batch
+    dispatcher thread: deliver what lanes did not ──┤
     compute ends: bus.end_compute(recorder) ────────┘
+
+Who delivers. A lane's thread that ends a task after the recorder's
+``deliver_at`` delivers, there and then: it holds the GIL already. Any other
+thread waking to deliver (the dispatcher) must take the GIL from busy workers,
+and on a 10,000-task compute of small pure-Python tasks those hand-offs cost
+about 2 % of its time (``benchmarks/bench_panel.py``). The dispatcher thread
+delivers for computes without lanes (processes, clusters) every 1.5 intervals,
+and stands by for those with: while their lanes deliver it wakes less and less
+often (up to ``MAX_STANDBY_SLEEP``), and delivers itself once a delivery is
+half an interval late, as when every worker is in a task longer than that.
 
 - ``EventBus``: the one process-wide bus (``BUS``). Holds the listeners and the
   recorders of computes in flight; owns the dispatcher thread while any
@@ -20,18 +31,17 @@
   a plain tuple to ``buffer``. A scheduler that runs tasks on threads of its
   own asks for a ``WorkerLane`` per thread instead (``recorder.lane(worker)``).
 - ``WorkerLane``: one thread's tasks as columns. A task that starts appends
-  its key and start, one that ends its stop and size (``nbytes`` last, so the
-  dispatcher reads only whole rows); a started row without an end is the task
+  its key and start, one that ends its stop and size (``nbytes`` last, so a
+  delivery reads only whole rows); a started row without an end is the task
   running now. No object the garbage collector tracks is created per task: a
-  compute's tuples, alive until the dispatcher reads them, made the collector
-  run more often (every 700 new objects), and every full collection walks the
-  whole heap of the kernel.
-- ``RawBatch``: what the dispatcher took in one pass: the buffer's tuples, each
-  lane's finished rows, the lanes' running tasks, and the ComputeFinished at the
-  end.
-- Listeners are plain callables taking ``list[Event]``. They run on the
-  dispatcher thread, or on the computing thread for the final batch, never two
-  at once (``_delivery_lock``), so a view needs no locking of its own.
+  compute's tuples, alive until delivered, made the collector run more often
+  (every 700 new objects), and every full collection walks the whole heap of
+  the kernel.
+- ``RawBatch``: what one delivery took: the buffer's tuples, each lane's
+  finished rows, the lanes' running tasks, and the ComputeFinished at the end.
+- Listeners are plain callables taking ``list[Event]``. They run on whichever
+  thread delivers (above), or on the computing thread for the final batch,
+  never two at once (``_delivery_lock``), so a view needs no locking of its own.
 
 Why a pull model: views aggregate at their own pace and a slow view never
 slows a task. When no one listens, ``start_compute`` returns ``None`` and the
@@ -49,6 +59,7 @@ from collections.abc import Callable, Hashable
 from contextlib import contextmanager
 from itertools import repeat
 from operator import getitem, itemgetter
+from time import perf_counter
 from typing import NamedTuple
 
 
@@ -97,6 +108,9 @@ class ComputeFinished(NamedTuple):
     status: str  # "ok", "error" or "cancelled"
     n_done: int
 
+
+# The longest the dispatcher sleeps while lanes' threads deliver (see EventBus).
+MAX_STANDBY_SLEEP = 0.6
 
 Event = GraphSubmitted | TaskStarted | TaskFinished | TaskErred | ComputeFinished
 Listener = Callable[[list], None]
@@ -210,10 +224,12 @@ class ComputeRecorder:
         "n_done",
         "closed",
         "lanes",
+        "deliver_at",
+        "_bus",
         "_announced",
     )
 
-    def __init__(self, compute_id: int, groups_of: dict):
+    def __init__(self, compute_id: int, groups_of: dict, bus: EventBus | None = None):
         self.compute_id = compute_id
         self.buffer: list = []
         self.groups_of = groups_of  # key -> group name
@@ -221,7 +237,16 @@ class ComputeRecorder:
         self.n_done = 0
         self.closed = False
         self.lanes: list[WorkerLane] = []
+        # perf_counter time of the next delivery: a lane's thread that ends a task
+        # after it calls deliver() (see EventBus, "Who delivers").
+        self.deliver_at = float("inf") if bus is None else perf_counter() + bus.interval
+        self._bus = bus
         self._announced: set = set()  # lane tasks already given a TaskStarted event
+
+    def deliver(self) -> None:
+        """Deliver what is new, here; a lane's thread calls it once ``deliver_at`` passed."""
+        if self._bus is not None:
+            self._bus._deliver_due(self, blocking=False)
 
     def started(self, key, worker: str, t: float) -> None:
         self.buffer.append(("s", key, worker, t))
@@ -426,6 +451,7 @@ class EventBus:
         self._lock = threading.Lock()  # guards _listeners, _recorders, _dispatcher
         self._delivery_lock = threading.RLock()  # one delivery at a time
         self._dispatcher: threading.Thread | None = None
+        self._compute_started = threading.Event()  # wakes a dispatcher standing by
         self._ids = itertools.count(1)
 
     # -- listeners
@@ -437,8 +463,8 @@ class EventBus:
         key, worker, start, stop, error)`` and ``("event", GraphSubmitted)``;
         its ``lanes`` the same finished tasks as columns; ``recorder.groups_of``
         maps keys to groups and ``recorder.compute_id`` names the compute. Raw
-        listeners are also called at every dispatcher wake-up during a compute,
-        with an empty batch when nothing new was recorded (a clock tick).
+        listeners hear every delivery during a compute (a few per second), with
+        an empty batch when nothing new was recorded (a clock tick).
         """
         with self._lock:
             (self._raw_listeners if raw else self._listeners).append(listener)
@@ -469,7 +495,7 @@ class EventBus:
 
         groups_of = group_keys(keys, group_of or key_group)
         groups = dict(Counter(groups_of.values()))  # in order of first appearance
-        recorder = ComputeRecorder(next(self._ids), groups_of)
+        recorder = ComputeRecorder(next(self._ids), groups_of, self)
         recorder.buffer.append(
             (
                 "event",
@@ -480,7 +506,9 @@ class EventBus:
         )
         with self._lock:
             self._recorders.append(recorder)
-            if self._dispatcher is None or not self._dispatcher.is_alive():
+            if self._dispatcher is not None and self._dispatcher.is_alive():
+                self._compute_started.set()
+            else:
                 self._dispatcher = threading.Thread(
                     target=self._dispatch_loop, name="lazycell-events", daemon=True
                 )
@@ -521,19 +549,43 @@ class EventBus:
             self.end_compute(recorder, status)
 
     def _dispatch_loop(self) -> None:
+        # Half an interval off the lanes' beat, so that they deliver first.
+        sleep = self.interval * 1.5
         while True:
-            time.sleep(self.interval)
+            if self._compute_started.wait(sleep):
+                self._compute_started.clear()
+                sleep = self.interval * 1.5
+                continue
             with self._lock:
                 recorders = list(self._recorders)
                 if not recorders:
                     self._dispatcher = None
                     return
-            with self._delivery_lock:
-                for recorder in recorders:
-                    if not recorder.closed:
-                        # Raw listeners hear every wake-up, empty or not: a view
-                        # can redraw its clock from here instead of its own thread.
-                        self._deliver(recorder, recorder._take_batch())
+            standing_by = True
+            now = perf_counter()
+            for recorder in recorders:
+                # Lanes deliver as soon as a task ends past deliver_at: half an
+                # interval later without a delivery, every worker is in a long task.
+                if recorder.lanes and now < recorder.deliver_at + self.interval / 2:
+                    continue
+                standing_by = False
+                self._deliver_due(recorder, blocking=True)
+            sleep = min(sleep * 2, MAX_STANDBY_SLEEP) if standing_by else self.interval * 1.5
+
+    def _deliver_due(self, recorder: ComputeRecorder, blocking: bool) -> None:
+        """Deliver ``recorder``'s new batch if its time came and no delivery is under way."""
+        if not self._delivery_lock.acquire(blocking=blocking):
+            return  # another thread is delivering right now
+        try:
+            now = perf_counter()
+            if recorder.closed or now < recorder.deliver_at:
+                return
+            recorder.deliver_at = now + self.interval
+            # Raw listeners hear every delivery, empty or not: a view can redraw
+            # its clock from here instead of its own thread.
+            self._deliver(recorder, recorder._take_batch())
+        finally:
+            self._delivery_lock.release()
 
     def _deliver(self, recorder: ComputeRecorder, batch: RawBatch) -> None:
         with self._lock:

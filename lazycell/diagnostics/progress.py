@@ -46,7 +46,7 @@ class ProgressBar:
         self._stop = threading.Event()
         self.last_line = ""
 
-    # -- event side (dispatcher thread, or the computing thread at the end)
+    # -- event side (the delivering thread, see events.py; the computing thread at the end)
     def _on_events(self, events: list) -> None:
         with self._lock:
             for event in events:

@@ -60,8 +60,8 @@ def descendant_pids(pid: int) -> list[int] | None:
     Linux lists each thread's children in ``/proc/<pid>/task/<tid>/children``:
     a few small reads, where psutil's ``children()`` reads the stat file of
     every process on the machine. It matters because the sampler runs on the
-    dispatcher thread during computes, and every read releases the GIL, which
-    it must then win back from the busy worker threads.
+    delivering thread during computes (see events.py), and every read releases
+    the GIL, which it must then win back from the busy worker threads.
     """
     if not PROC_CHILDREN:
         return None

@@ -76,10 +76,13 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
                 result = run_task(spec, data)
             data[key] = result
             if lane is not None:
-                record_stop(perf_counter())
+                stop = perf_counter()
+                record_stop(stop)
                 record_nbytes(
                     getsizeof(result) if type(result) in BUILTIN_SIZED else estimate_nbytes(result)
                 )
+                if stop >= recorder.deliver_at:
+                    recorder.deliver()  # here, between tasks (see events)
             for dep in spec.deps:
                 n = waiting_data[dep] - 1
                 waiting_data[dep] = n

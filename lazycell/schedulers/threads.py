@@ -124,7 +124,8 @@ class ThreadRun:
         lane = None
         if self.recorder is not None:
             # Columns of this thread's own (see events.WorkerLane): appends, no tuples.
-            lane = self.recorder.lane(worker)
+            recorder = self.recorder
+            lane = recorder.lane(worker)
             record_key, record_start, record_stop, record_nbytes = lane.writers()
         lock = self.lock
         lock.acquire()
@@ -148,7 +149,8 @@ class ThreadRun:
                         record_start(perf_counter())
                     result = run_task(spec, data)
                     if lane is not None:
-                        record_stop(perf_counter())
+                        stop = perf_counter()
+                        record_stop(stop)
                         record_nbytes(
                             getsizeof(result)
                             if type(result) in BUILTIN_SIZED
@@ -163,6 +165,8 @@ class ThreadRun:
                     lock.acquire()
                     self._fail(key, exc)
                     return
+                if lane is not None and stop >= recorder.deliver_at:
+                    recorder.deliver()  # on this thread, which holds the GIL (see events)
                 lock.acquire()
                 if self.stopped:
                     return

@@ -2,8 +2,9 @@
 
 ::
 
-    dispatcher thread (every 0.2 s while a compute runs, events or not)
-    ────────────────────────────────────────────────────────────────────
+    delivering thread (every 0.2-0.3 s while a compute runs, events or not:
+    a pool thread between tasks, else the bus's dispatcher; see events.py)
+    ────────────────────────────────────────────────────────────────────────
     raw batches ──► ComputeTracker folds them into ComputeState
                ──► _on_change: sample resources if due (every resource_interval),
                    render the latest state if due (every ``interval``; the
@@ -16,7 +17,7 @@
     cell's reply
 
 Why no thread of its own: every thread that wakes during a compute takes the
-GIL from busy worker threads. Riding on the bus's wake-ups, the panel adds
+GIL from busy worker threads. Riding on the bus's deliveries, the panel adds
 none.
 
 - ``ComputePanel``: the context manager. ``widget`` is the ipywidgets tree;
