@@ -4,8 +4,9 @@ Three ways to run the same compute, interleaved run by run so noise from a
 shared machine hits all alike:
 
 - ``no panel``: nobody listens, so the schedulers record no events at all;
-- ``event bus only``: a listener that drops every batch: the cost of the event
-  stream itself (recording, the dispatcher thread), which any view pays;
+- ``event bus only``: a plain ``lc.diagnostics.subscribe`` listener that drops
+  every batch: the event stream as such listeners get it (recording, delivery,
+  and an Event object per task start and end);
 - ``panel``: :class:`lazycell.widgets.ComputePanel` without a front end (the
   widgets are built in this plain process, as ipywidgets allows), so event
   folding, resource sampling, and every widget trait and chart update are
@@ -14,66 +15,58 @@ shared machine hits all alike:
 Two workloads of 10,000 ``work(i)`` tasks summed by one task: ``empty``
 (``x + 1``: pure scheduler cost, the worst case for any per-task overhead) and
 ``100 us`` (each task busy for about 100 microseconds, a small real task).
-Each line prints the median wall time of the runs, its ratio to ``no panel``,
-and the quartiles of the single runs as ratios to that same median (their
-spread); the target from the spec is a median ratio of at most 1.05 for the
-panel.
+Each line prints the median wall time of the runs, its ratio to the no-panel
+median, and each run paired with the no-panel run of its own round (the
+median of those ratios, and their quartiles: the spread of single runs). The
+last column is what a panel costs per cell outside the compute: building its
+widgets, and its last sample and render when the ``with`` block ends. The
+target from the spec is a ratio of at most 1.05 for the panel.
 
-Where it stands (2026-11-26, 2 cores): with a ``gc.collect()`` before every
-timed run (so a full collection owed to earlier runs is not charged to
-whichever mode trips it), the median of 31 interleaved runs on ``100 us``
-gives the panel 1.054 (single runs' quartiles 1.044-1.072) and the event
-stream alone 1.069; medians of 11 ranged 1.03-1.08 over a dozen runs of the
-same code. So the panel adds about 5 % and the 5 % target is not reliably
-met: what remains is mostly the event stream itself (a raw listener that
-does nothing costs 2-5 % in the same runs), and the run-to-run spread here
-is as large as the distance to the target. ``empty`` is 1.5-1.9x (was 2.6x).
+Where it stands (2026-11-26, 2 cores, two runs of ``--repeats 41``): on
+``100 us`` the panel is 1.025 and 1.002 (paired 1.018 and 1.004; single runs'
+quartiles 1.001-1.068 and 0.974-1.031), so the target is met; set-up and close
+take 45 ms a cell besides. ``empty`` is about 1.5x: any per-task Python is
+large next to tasks of 10 us scheduler and all.
 
-What changed today and why, measured:
+How it got there, measured with this file (earlier: 1.052, paired 1.053, with
+61 runs of the code before these changes):
 
-- The garbage collector was the largest hidden cost. Every recorded tuple
-  (two per task) was a new object it tracks, alive until the dispatcher read
-  it: a compute triggered ~30 extra young collections, and so, every few
-  computes, a full one, which walks the whole heap (about 100 ms in this
-  process, with plotly and ipywidgets loaded). Pool threads now record into
-  per-thread columns (``events.WorkerLane``: four list appends, no tuple),
-  and the fold builds only the task-stream bars it keeps, choosing the stride
-  from the task count up front. A panel compute now runs about as many
-  collections as one without (15 against 14); a plain ``subscribe`` listener
-  still gets 20,000 Event objects, which is why its line is above the panel's.
-- Recording a task costs about 0.6 us of CPU instead of 0.8 us, and leaves
-  nothing for the collector; the dispatcher's fold of 10,000 tasks about 3 ms
-  instead of 16 ms (in isolation; columns folded with map / count / fsum in
-  C); ``running`` counts come from each lane's current task, a snapshot, not
-  from a start event per task.
-- Resource samples found the kernel's children with psutil's
-  ``children(recursive=True)``, which reads every process's stat file on the
-  machine (1.4 ms per sample here); ``/proc/<pid>/task/*/children`` takes
-  0.3 ms. ``total_memory()`` is read once. Live charts copy numpy arrays
-  (plotly checks lists item by item: 4.8 -> 1.9 ms per redraw), and a
-  compute's first live charts come ``chart_interval`` (2 s) into it, not at
-  its first 0.2 s, so this 1.2 s compute draws them only at its end.
+- Who delivers. The event stream was delivered by a dispatcher thread waking
+  every 0.2 s; each wake takes the GIL from busy worker threads, and the
+  hand-offs cost more than the work done (a raw listener that did nothing
+  cost 2-5 %). Now a pool thread that ends a task after the delivery is due
+  delivers, holding the GIL already; the dispatcher stands by and steps in
+  only when no task ends for half an interval (every worker in a long task).
+  In one session, 25 paired runs each: 1.039 -> 1.007 and 1.033 -> 1.015.
+- Recording a task: a started row (key, start) and an ended one (stop, size)
+  through bound list appends, no ``current`` tuple and no method call.
+- Naming groups: keys whose tokens all have one width (lazycell's and dask's
+  32 hex digits) are split by slices, with no tuple per key (12 -> 7 ms for
+  10,000 keys, and fewer collector passes).
+- Rows built ahead: the panel builds two group rows and the kernel's memory
+  row with its other widgets, and reuses rows across computes, instead of
+  building them (2.5 ms each) in the compute's first render.
+- Set-up: plotly copies and checks its default template into every figure
+  (about 25 ms each); the charts use a small template of the same look, so a
+  panel builds in ~30 ms instead of ~95 ms.
 
-What is left, per compute of 10,000 tasks, CPU on the GIL the workers need
-(``time.thread_time`` around each part, inside the benchmark): naming each
-key's group when the compute starts about 6 ms (``events.group_keys``; keys
-that all end in a token take a path of C loops), the panel's work on the
-dispatcher 12 ms (fold ~4-5 ms, 3-4 renders ~1.5 ms each, the first one
-building the group rows' widgets for 3 ms; 1-2 samples), recording ~6 ms,
-and the dispatcher's six wake-ups, each a GIL hand-off from a busy worker.
-A full collection still lands in some run now and then (as in any mode); it
-costs ~8 % of that run.
+Earlier (same day): per-thread recording lanes instead of a tuple per event
+(the garbage collector was the largest hidden cost), column folding in C
+loops, child processes from ``/proc/<pid>/task/*/children``, numpy arrays for
+chart data, the first live charts ``chart_interval`` into a compute, and a
+``gc.collect()`` before every timed run (as timeit and pyperf do) so a full
+collection owed to earlier runs is not charged to whichever mode trips it.
 
-Next steps: name groups from the task specs' functions instead of parsing
-every key; record a task without building the lane's ``current`` tuple; the
-~10,000 lists ``GraphRun`` builds per compute (they drive full collections in
-every mode, panel or not); the text ProgressBar could ride on the raw stream
-and the bus's wake-ups like the panel instead of its own ticker thread.
+What is left, CPU per compute of 10,000 tasks (``time.thread_time`` inside
+the benchmark): naming groups ~7 ms, recording ~6 ms, the panel's folding,
+sampling and rendering ~10 ms. The ``event bus only`` line pays for 20,000
+Event objects per compute (a plain ``subscribe`` listener); the text
+``ProgressBar`` is such a listener and could ride on the raw stream instead.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_panel.py            # about a minute on 2 cores
-    .venv/bin/python benchmarks/bench_panel.py --repeats 5
+    .venv/bin/python benchmarks/bench_panel.py                # about 2 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_panel.py --repeats 41   # about 5 minutes
 """
 
 from __future__ import annotations
