@@ -83,6 +83,28 @@ def test_a_failure_emits_task_erred_and_an_error_status(scheduler):
     assert events[-1].status == "error"
 
 
+def test_a_lane_hands_over_finished_rows_drops_erred_ones_and_names_the_running_task():
+    from lazycell.diagnostics.events import BUS
+
+    with BUS.subscribe(lambda recorder, batch: None, raw=True):
+        recorder = BUS.start_compute(["a-1", "b-2", "c-3"], "threads", 1)
+        lane = recorder.lane("thread-0")
+        key, start, stop, nbytes = lane.writers()
+        key("a-1"), start(1.0), stop(2.0), nbytes(28)  # finished
+        key("b-2"), start(2.0)
+        recorder.lane_task_erred(lane, "b-2", ValueError("b"))  # failed
+        key("c-3"), start(3.0)  # running
+        rows, running = lane._take_rows()
+        assert (rows.keys, rows.starts, rows.stops, rows.nbytes) == (["a-1"], [1.0], [2.0], [28])
+        assert running == ("c-3", 3.0)
+        assert [item[:2] for item in recorder.buffer[1:]] == [("e", "b-2")]
+        stop(4.0), nbytes(28)
+        rows, running = lane._take_rows()
+        assert rows.keys == ["c-3"] and running is None
+        assert lane._take_rows() == (None, None)
+        BUS.end_compute(recorder, "ok")
+
+
 def test_events_arrive_while_the_compute_is_still_running():
     arrival = []
 

@@ -159,14 +159,19 @@ class RawBatch(NamedTuple):
     finished: ComputeFinished | None = None
 
 
+# The size a lane records for a task that failed: the reader drops the row.
+ERRED_ROW = -1
+
+
 class WorkerLane:
     """One worker thread's record of its tasks, as columns; only that thread writes it.
 
     Per task, through the list appends :meth:`writers` returns: ``keys`` and
     ``starts`` when it starts, ``stops`` and ``nbytes`` when it ends (``nbytes``
     last, so a reader that counts ``nbytes`` takes only whole rows). A started
-    row without a stop is the task running now. A task that fails is taken
-    back with :meth:`task_erred` and recorded as erred instead.
+    row without a stop is the task running now. A task that fails ends its row
+    with ``ERRED_ROW`` for a size (:meth:`ComputeRecorder.lane_task_erred`):
+    only appends, so the reader never races the writer.
     """
 
     __slots__ = ("worker", "keys", "starts", "stops", "nbytes")
@@ -185,31 +190,30 @@ class WorkerLane:
         """
         return self.keys.append, self.starts.append, self.stops.append, self.nbytes.append
 
-    def task_erred(self) -> None:
-        """Take back the running task's unfinished row (it is recorded as erred instead)."""
-        finished = len(self.nbytes)
-        if len(self.stops) > finished:
-            self.stops.pop()
-        if len(self.starts) > finished:
-            self.starts.pop()
-            self.keys.pop()
-
     def _take_rows(self) -> tuple[LaneRows | None, tuple | None]:
         """The rows finished since the last call, removed, and the running task's (key, start)."""
         n = len(self.nbytes)  # appended last: the other columns hold at least n rows
         rows = None
         if n:
-            rows = LaneRows(
-                self.worker, self.keys[:n], self.starts[:n], self.stops[:n], self.nbytes[:n]
+            keys, starts, stops, nbytes = (
+                self.keys[:n],
+                self.starts[:n],
+                self.stops[:n],
+                self.nbytes[:n],
             )
             # Rows the thread appends meanwhile go to the end, so deleting the head is safe.
             del self.keys[:n], self.starts[:n], self.stops[:n], self.nbytes[:n]
+            if ERRED_ROW in nbytes:  # recorded apart, as erred (ComputeRecorder.lane_task_erred)
+                kept = [i for i, size in enumerate(nbytes) if size != ERRED_ROW]
+                keys, starts, stops, nbytes = (
+                    [column[i] for i in kept] for column in (keys, starts, stops, nbytes)
+                )
+            if keys:
+                rows = LaneRows(self.worker, keys, starts, stops, nbytes)
         running = None
-        if len(self.starts) > len(self.nbytes):
-            try:
-                running = (self.keys[len(self.nbytes)], self.starts[len(self.nbytes)])
-            except IndexError:  # it erred and was taken back meanwhile
-                pass
+        finished = len(self.nbytes)
+        if len(self.starts) > finished:  # only appended since: both columns hold that row
+            running = (self.keys[finished], self.starts[finished])
         return rows, running
 
 
@@ -257,11 +261,19 @@ class ComputeRecorder:
     def erred(self, key, worker: str, start: float, stop: float, exc: BaseException) -> None:
         self.buffer.append(("e", key, worker, start, stop, f"{type(exc).__name__}: {exc}"))
 
+    def lane_task_erred(self, lane: WorkerLane, key, exc: BaseException) -> None:
+        """``lane``'s running task raised: end its row as erred and record the error."""
+        stop = perf_counter()
+        start = lane.starts[-1]
+        lane.stops.append(stop)
+        lane.nbytes.append(ERRED_ROW)
+        self.erred(key, lane.worker, start, stop, exc)
+
     def lane(self, worker: str) -> WorkerLane:
         """A new lane for the calling thread, which records its tasks there.
 
         Per task: append to its columns (see :class:`WorkerLane`); a task that
-        fails: ``lane.task_erred()``, then :meth:`erred`.
+        fails: :meth:`lane_task_erred`.
         """
         lane = WorkerLane(worker)
         self.lanes.append(lane)

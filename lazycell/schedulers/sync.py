@@ -90,10 +90,7 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
                     del data[dep]
     except Exception as exc:
         if lane is not None and len(lane.starts) > len(lane.nbytes):  # the task failed
-            stop = perf_counter()
-            start = lane.starts[-1]
-            lane.task_erred()
-            recorder.erred(key, WORKER_NAME, start, stop, exc)
+            recorder.lane_task_erred(lane, key, exc)
         inputs = {dep: data[dep] for dep in spec.deps if dep in data}
         annotate_task_error(exc, key, spec, scheduler_name, make_rerun(spec, inputs))
         raise

@@ -158,10 +158,7 @@ class ThreadRun:
                         )
                 except BaseException as exc:
                     if lane is not None:
-                        stop = perf_counter()
-                        start = lane.starts[-1]
-                        lane.task_erred()
-                        self.recorder.erred(key, worker, start, stop, exc)
+                        recorder.lane_task_erred(lane, key, exc)
                     lock.acquire()
                     self._fail(key, exc)
                     return
