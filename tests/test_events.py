@@ -2,6 +2,7 @@
 
 import io
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,6 +14,7 @@ from lazycell.diagnostics import (
     TaskFinished,
     TaskStarted,
 )
+from lazycell.diagnostics.events import RawBatch
 
 
 def inc(x):
@@ -143,12 +145,12 @@ def test_progress_bar_shows_the_finished_total(scheduler):
 
 def test_progress_bar_redraws_during_a_long_compute():
     out = io.StringIO()
-    tasks = [lc.delayed(nap)(i) for i in range(20)]
+    tasks = [lc.delayed(nap)(i) for i in range(30)]  # ~0.75 s: redrawn at 3-4 deliveries
     with lc.diagnostics.ProgressBar(out=out, dt=0.05):
         lc.compute(tasks, scheduler="threads", num_workers=2)
     frames = [f for f in out.getvalue().split("\r") if f.strip()]
     assert len(frames) >= 3
-    assert any("/20 tasks" in f and "20/20" not in f for f in frames), "a partial frame"
+    assert any("/30 tasks" in f and "30/30" not in f for f in frames), "a partial frame"
 
 
 def test_progress_bar_with_a_minimum_times_a_compute_by_its_events_not_their_delivery():
@@ -159,16 +161,11 @@ def test_progress_bar_with_a_minimum_times_a_compute_by_its_events_not_their_del
         out = io.StringIO()
         bar = lc.diagnostics.ProgressBar(minimum=0.5, out=out)
         start = time.time()
-        bar._on_events(
-            [
-                GraphSubmitted(1, start, 2, {"slow": 2}, "threads", 2),
-                *[
-                    TaskFinished(1, ("slow", i), "slow", "thread-0", start, start + seconds, 28)
-                    for i in range(2)
-                ],
-                ComputeFinished(1, start + seconds, "ok", 2),
-            ]
-        )
+        recorder = SimpleNamespace(compute_id=1)
+        submitted = GraphSubmitted(1, start, 2, {"slow": 2}, "threads", 2)
+        finished_tasks = [("f", ("slow", i), "thread-0", 0.0, seconds, 28) for i in range(2)]
+        end = ComputeFinished(1, start + seconds, "ok", 2)
+        bar._on_raw(recorder, RawBatch([("event", submitted), *finished_tasks], [], [], end))
         assert ("100% Completed" in out.getvalue()) is shown, (seconds, out.getvalue())
         if shown:
             assert "| 0.7s" in out.getvalue()

@@ -8,17 +8,11 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
+from operator import itemgetter
 from typing import TextIO
 
-from lazycell.diagnostics.events import (
-    BUS,
-    ComputeFinished,
-    GraphSubmitted,
-    TaskErred,
-    TaskFinished,
-)
+from lazycell.diagnostics.events import BUS, GraphSubmitted, RawBatch
 
 
 class ProgressBar:
@@ -29,7 +23,12 @@ class ProgressBar:
     [########################################] | 100% Completed | 11400/11400 tasks | 1.2s
 
     ``minimum`` hides the bar for computes shorter than that many seconds;
-    ``width`` is the bar's width in characters; ``dt`` the redraw interval.
+    ``width`` is the bar's width in characters; ``dt`` the least time between
+    redraws (they come with the event stream's deliveries, a few a second).
+
+    It counts from the raw stream (see ``events.EventBus.subscribe``), with no
+    Event object per task and no thread of its own: either would take the GIL
+    from the compute's workers.
     """
 
     def __init__(
@@ -39,38 +38,41 @@ class ProgressBar:
         self.width = width
         self.dt = dt
         self.out = out
-        self._lock = threading.Lock()
         self._computes: dict[int, dict] = {}
         self._subscription = None
-        self._ticker: threading.Thread | None = None
-        self._stop = threading.Event()
         self.last_line = ""
 
     # -- event side (the delivering thread, see events.py; the computing thread at the end)
-    def _on_events(self, events: list) -> None:
-        with self._lock:
-            for event in events:
-                if isinstance(event, GraphSubmitted):
-                    self._computes[event.compute_id] = {
-                        "total": event.n_tasks,
-                        "done": 0,
-                        "erred": 0,
-                        # The event's own clock: a short compute's first and last
-                        # events can reach us in one delivery, at its end.
-                        "start": event.time,
-                        "shown": False,
-                    }
-                    continue
-                state = self._computes.get(event.compute_id)
-                if state is None:
-                    continue
-                if isinstance(event, TaskFinished):
-                    state["done"] += 1
-                elif isinstance(event, TaskErred):
-                    state["erred"] += 1
-                elif isinstance(event, ComputeFinished):
-                    self._draw(state, final=True, status=event.status, now=event.time)
-                    del self._computes[event.compute_id]
+    def _on_raw(self, recorder, batch: RawBatch) -> None:
+        items = batch.items
+        if items and items[0][0] == "event" and type(items[0][1]) is GraphSubmitted:
+            submitted = items[0][1]
+            self._computes[recorder.compute_id] = {
+                "total": submitted.n_tasks,
+                "done": 0,
+                "erred": 0,
+                # The event's own clock: a short compute's first and last events
+                # can reach us in one delivery, at its end.
+                "start": submitted.time,
+                "shown": False,
+                "drawn_at": 0.0,
+            }
+        state = self._computes.get(recorder.compute_id)
+        if state is None:  # a compute that began before we subscribed
+            return
+        tags = list(map(itemgetter(0), items))
+        state["done"] += tags.count("f")
+        state["erred"] += tags.count("e")
+        for rows in batch.lanes:
+            state["done"] += len(rows.keys)
+        if batch.finished is not None:
+            self._draw(state, final=True, status=batch.finished.status, now=batch.finished.time)
+            del self._computes[recorder.compute_id]
+            return
+        now = time.time()
+        if now - state["drawn_at"] >= self.dt:
+            state["drawn_at"] = now
+            self._draw(state, now=now)
 
     # -- drawing
     def _stream(self) -> TextIO:
@@ -103,26 +105,15 @@ class ProgressBar:
         state["shown"] = True
         self.last_line = line
 
-    def _tick(self) -> None:
-        while not self._stop.wait(self.dt):
-            with self._lock:
-                for state in self._computes.values():
-                    self._draw(state)
-
     # -- context manager
     def __enter__(self) -> ProgressBar:
-        self._stop.clear()
-        self._subscription = BUS.subscribe(self._on_events)
-        self._ticker = threading.Thread(target=self._tick, name="lazycell-progress", daemon=True)
-        self._ticker.start()
+        self._subscription = BUS.subscribe(self._on_raw, raw=True)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
         if self._subscription is not None:
             self._subscription.close()
-        if self._ticker is not None:
-            self._ticker.join()
+            self._subscription = None
 
     register = __enter__
 
