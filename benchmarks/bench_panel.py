@@ -61,7 +61,7 @@ What is left, CPU per compute of 10,000 tasks (``time.thread_time`` inside
 the benchmark): naming groups ~7 ms, recording ~6 ms, the panel's folding,
 sampling and rendering ~10 ms. The ``event bus only`` line pays for 20,000
 Event objects per compute (a plain ``subscribe`` listener); the text
-``ProgressBar`` is such a listener and could ride on the raw stream instead.
+``ProgressBar`` now counts from the raw stream as the panel does.
 
 Run::
 

@@ -12,8 +12,9 @@ How a ``%%compute`` cell runs, and which thread or process does what::
     ──────────────────                          ─────────────────────────
     magics: parse options ─► SchedulerChoice    (bad option: UsageError, nothing runs)
     with choice.applied()   (lc.config.set)
-         progress display ─────────────────────► ProgressBar thread draws from the
-                                                 event stream (progress_display)
+         progress display ─────────────────────► the panel or ProgressBar draws at
+                                                 the event stream's deliveries
+                                                 (progress_display)
       CellCode.run: the cell's statements, then
       lc.compute(last expression) ─────────────► scheduler: pool threads or worker
                                                  processes run the tasks
