@@ -22,10 +22,10 @@ last column is what a panel costs per cell outside the compute: building its
 widgets, and its last sample and render when the ``with`` block ends. The
 target from the spec is a ratio of at most 1.05 for the panel.
 
-Where it stands (2026-11-26, 2 cores, two runs of ``--repeats 41``): on
-``100 us`` the panel is 1.025 and 1.002 (paired 1.018 and 1.004; single runs'
-quartiles 1.001-1.068 and 0.974-1.031), so the target is met; set-up and close
-take 45 ms a cell besides. ``empty`` is about 1.5x: any per-task Python is
+Where it stands (2026-11-26, 2 cores, three runs of ``--repeats 41``): on
+``100 us`` the panel is 1.025, 1.002 and 1.018 (paired 1.018, 1.004 and 1.018;
+single runs' quartiles at most 0.974-1.068), so the target is met; set-up and
+close take 45 ms a cell besides. ``empty`` is about 1.5x: any per-task Python is
 large next to tasks of 10 us scheduler and all.
 
 How it got there, measured with this file (earlier: 1.052, paired 1.053, with
