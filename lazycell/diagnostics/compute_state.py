@@ -432,12 +432,12 @@ class ComputeTracker:
         """The bus's raw delivery (what :meth:`start` subscribes): one compute's batch."""
         with self.lock:
             state = self.states.get(recorder.compute_id)
-            items = batch.items
-            if items and items[0][0] == "event" and type(items[0][1]) is GraphSubmitted:
+            submitted = batch.submitted
+            if submitted is not None:
                 state = self.states[recorder.compute_id] = ComputeState.from_submitted(
-                    items[0][1], self.stream_limit
+                    submitted, self.stream_limit
                 )
-                batch = batch._replace(items=items[1:])
+                batch = batch._replace(items=batch.items[1:])
             if state is None:  # a compute that began before we subscribed
                 return
             state.apply_batch(batch, recorder.groups_of)

@@ -158,6 +158,14 @@ class RawBatch(NamedTuple):
     running: list
     finished: ComputeFinished | None = None
 
+    @property
+    def submitted(self) -> GraphSubmitted | None:
+        """The compute's GraphSubmitted, in the first item of its first batch; else None."""
+        items = self.items
+        if items and items[0][0] == "event" and type(items[0][1]) is GraphSubmitted:
+            return items[0][1]
+        return None
+
 
 # The size a lane records for a task that failed: the reader drops the row.
 ERRED_ROW = -1
@@ -233,7 +241,7 @@ class ComputeRecorder:
         "_announced",
     )
 
-    def __init__(self, compute_id: int, groups_of: dict, bus: EventBus | None = None):
+    def __init__(self, compute_id: int, groups_of: dict, bus: EventBus):
         self.compute_id = compute_id
         self.buffer: list = []
         self.groups_of = groups_of  # key -> group name
@@ -243,14 +251,13 @@ class ComputeRecorder:
         self.lanes: list[WorkerLane] = []
         # perf_counter time of the next delivery: a lane's thread that ends a task
         # after it calls deliver() (see EventBus, "Who delivers").
-        self.deliver_at = float("inf") if bus is None else perf_counter() + bus.interval
+        self.deliver_at = perf_counter() + bus.interval
         self._bus = bus
         self._announced: set = set()  # lane tasks already given a TaskStarted event
 
     def deliver(self) -> None:
         """Deliver what is new, here; a lane's thread calls it once ``deliver_at`` passed."""
-        if self._bus is not None:
-            self._bus._deliver_due(self, blocking=False)
+        self._bus._deliver_due(self, blocking=False)
 
     def started(self, key, worker: str, t: float) -> None:
         self.buffer.append(("s", key, worker, t))

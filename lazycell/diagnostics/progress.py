@@ -12,7 +12,7 @@ import time
 from operator import itemgetter
 from typing import TextIO
 
-from lazycell.diagnostics.events import BUS, GraphSubmitted, RawBatch
+from lazycell.diagnostics.events import BUS, RawBatch
 
 
 class ProgressBar:
@@ -44,9 +44,8 @@ class ProgressBar:
 
     # -- event side (the delivering thread, see events.py; the computing thread at the end)
     def _on_raw(self, recorder, batch: RawBatch) -> None:
-        items = batch.items
-        if items and items[0][0] == "event" and type(items[0][1]) is GraphSubmitted:
-            submitted = items[0][1]
+        submitted = batch.submitted
+        if submitted is not None:
             self._computes[recorder.compute_id] = {
                 "total": submitted.n_tasks,
                 "done": 0,
@@ -60,7 +59,7 @@ class ProgressBar:
         state = self._computes.get(recorder.compute_id)
         if state is None:  # a compute that began before we subscribed
             return
-        tags = list(map(itemgetter(0), items))
+        tags = list(map(itemgetter(0), batch.items))
         state["done"] += tags.count("f")
         state["erred"] += tags.count("e")
         for rows in batch.lanes:
