@@ -9,10 +9,9 @@ propagate from the user's function through this loop unchanged, so
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from sys import getsizeof
 from time import perf_counter
 
-from lazycell.diagnostics.events import BUILTIN_SIZED, BUS, estimate_nbytes
+from lazycell.diagnostics.events import BUS, estimate_nbytes
 from lazycell.graph.spec import CALL, Ref, TaskSpec, run_task
 from lazycell.schedulers.core import order_and_count_dependents
 from lazycell.schedulers.errors import annotate_task_error, make_rerun
@@ -78,9 +77,7 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
             if lane is not None:
                 stop = perf_counter()
                 record_stop(stop)
-                record_nbytes(
-                    getsizeof(result) if type(result) in BUILTIN_SIZED else estimate_nbytes(result)
-                )
+                record_nbytes(estimate_nbytes(result))
                 if stop >= recorder.deliver_at:
                     recorder.deliver()  # here, between tasks (see events)
             for dep in spec.deps:

@@ -28,10 +28,9 @@ import queue
 import threading
 from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Executor
-from sys import getsizeof
 from time import perf_counter
 
-from lazycell.diagnostics.events import BUILTIN_SIZED, BUS, estimate_nbytes
+from lazycell.diagnostics.events import BUS, estimate_nbytes
 from lazycell.graph.spec import TaskSpec, run_task
 from lazycell.schedulers.core import GraphRun, order_and_count_dependents, order_graph
 from lazycell.schedulers.errors import annotate_task_error, make_rerun, rerun_locally_and_raise
@@ -151,11 +150,7 @@ class ThreadRun:
                     if lane is not None:
                         stop = perf_counter()
                         record_stop(stop)
-                        record_nbytes(
-                            getsizeof(result)
-                            if type(result) in BUILTIN_SIZED
-                            else estimate_nbytes(result)
-                        )
+                        record_nbytes(estimate_nbytes(result))
                 except BaseException as exc:
                     if lane is not None:
                         recorder.lane_task_erred(lane, key, exc)
