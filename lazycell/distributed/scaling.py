@@ -42,12 +42,9 @@ class Adaptive:
     """The adaptive policy's settings and the idle clocks it keeps."""
 
     def __init__(
-        self,
-        minimum: int = 0,
-        maximum: int | None = None,
-        idle_timeout: float = 10.0,
-        target_duration: float = 1.0,
+        self, minimum: int, maximum: int | None, idle_timeout: float, target_duration: float
     ):
+        # The defaults are LocalCluster.adapt's, the one caller.
         if maximum is None:
             maximum = 2**31
         for name, value in (("minimum", minimum), ("maximum", maximum)):
