@@ -6,16 +6,25 @@
 ...     return x + 1
 >>> lc.compute(inc(1), inc(2), scheduler="threads")
 (2, 3)
+
+This module is the package's public surface and the one place that wires
+its layers together (see ``docs/architecture.md``): it registers the
+schedulers that live above the scheduler registry, and loads the local
+cluster, the reports and the IPython extension only when first used, so
+``import lazycell`` stays light (no plotly, ipywidgets, IPython or numpy).
 """
 
 from lazycell import config, diagnostics
-from lazycell.diagnostics import live, performance_report
-from lazycell.graph.compute import compute, get, get_scheduler, graph_of, persist
+from lazycell._version import __version__ as __version__
+from lazycell.api import compute, get, get_scheduler, graph_of, persist
+from lazycell.events.failure import SerializationError, TaskError, WorkerDiedError
 from lazycell.graph.delayed import Delayed, delayed
 from lazycell.graph.spec import TaskSpec
-from lazycell.schedulers.errors import SerializationError, TaskError, WorkerDiedError
+from lazycell.schedulers.registry import register_scheduler
+from lazycell.widgets.live import live
 
-__version__ = "0.1.0"
+# The name lc.diagnostics.live has had since 0.1; live() itself is a widgets-layer view.
+diagnostics.live = live
 
 _FROM_DISTRIBUTED = (
     "Client",
@@ -28,13 +37,32 @@ _FROM_DISTRIBUTED = (
 )
 
 
+def _open_cluster_scheduler(num_workers, pool):
+    """``scheduler="distributed"``: the open ``lc.Client``'s cluster (ValueError without one)."""
+    from lazycell.distributed.client import current_client
+
+    return current_client().graph_runner()
+
+
+register_scheduler(
+    "distributed",
+    _open_cluster_scheduler,
+    aliases=("local-cluster", "localcluster", "cluster"),
+    when_to_use="the open lc.Client's local cluster: results stay on long-lived workers",
+)
+
+
 def __getattr__(name: str):
-    # The local cluster loads on first use: worker processes (which import
-    # lazycell) and sessions that never start a cluster do not pay for it.
+    # The local cluster and the report load on first use: worker processes
+    # (which import lazycell) and sessions that never use them do not pay for them.
     if name in _FROM_DISTRIBUTED:
         import lazycell.distributed
 
         return getattr(lazycell.distributed, name)
+    if name == "performance_report":
+        from lazycell.diagnostics.report import performance_report
+
+        return performance_report
     raise AttributeError(f"module 'lazycell' has no attribute {name!r}")
 
 
@@ -74,5 +102,6 @@ __all__ = [
     "live",
     "performance_report",
     "persist",
+    "register_scheduler",
     "wait",
 ]

@@ -26,6 +26,8 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+from lazycell.schedulers.registry import canonical_scheduler_name, scheduler_names_text
+
 __all__ = ["ConfigError", "get", "set", "config_file_path", "SETTINGS"]
 
 SETTINGS = ("scheduler", "num_workers", "pool")
@@ -95,8 +97,6 @@ def validate(name: str, value: Any, source: str) -> Any:
     if name == "scheduler":
         if value is None:
             return None
-        from lazycell.schedulers.select import canonical_scheduler_name, scheduler_names_text
-
         if isinstance(value, str):
             try:
                 return canonical_scheduler_name(value)

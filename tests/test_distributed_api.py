@@ -279,7 +279,7 @@ def test_a_finished_compute_leaves_no_task_state_behind(client):
 
 
 def test_computes_on_the_cluster_emit_the_event_stream(client):
-    from lazycell.diagnostics.events import ComputeFinished, GraphSubmitted, TaskFinished
+    from lazycell.events import ComputeFinished, GraphSubmitted, TaskFinished
 
     seen = []
     with lc.diagnostics.subscribe(seen.extend):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import lazycell as lc
-from lazycell.schedulers.errors import RemoteTraceback
+from lazycell.events import RemoteTraceback
 
 pytestmark = pytest.mark.timeout(120)
 

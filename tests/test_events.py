@@ -14,7 +14,7 @@ from lazycell.diagnostics import (
     TaskFinished,
     TaskStarted,
 )
-from lazycell.diagnostics.events import RawBatch
+from lazycell.events import RawBatch
 
 
 def inc(x):
@@ -86,7 +86,7 @@ def test_a_failure_emits_task_erred_and_an_error_status(scheduler):
 
 
 def test_a_lane_hands_over_finished_rows_drops_erred_ones_and_names_the_running_task():
-    from lazycell.diagnostics.events import BUS
+    from lazycell.events import BUS
 
     with BUS.subscribe(lambda recorder, batch: None, raw=True):
         recorder = BUS.start_compute(["a-1", "b-2", "c-3"], "threads", 1)
@@ -161,11 +161,12 @@ def test_progress_bar_with_a_minimum_times_a_compute_by_its_events_not_their_del
         out = io.StringIO()
         bar = lc.diagnostics.ProgressBar(minimum=0.5, out=out)
         start = time.time()
-        recorder = SimpleNamespace(compute_id=1)
+        recorder = SimpleNamespace(compute_id=1, groups_of={})
         submitted = GraphSubmitted(1, start, 2, {"slow": 2}, "threads", 2)
         finished_tasks = [("f", ("slow", i), "thread-0", 0.0, seconds, 28) for i in range(2)]
         end = ComputeFinished(1, start + seconds, "ok", 2)
-        bar._on_raw(recorder, RawBatch([("event", submitted), *finished_tasks], [], [], end))
+        batch = RawBatch([("event", submitted), *finished_tasks], [], [], end)
+        bar.tracker.on_raw(recorder, batch)  # what the bus calls with the batch
         assert ("100% Completed" in out.getvalue()) is shown, (seconds, out.getvalue())
         if shown:
             assert "| 0.7s" in out.getvalue()
@@ -205,7 +206,7 @@ def test_a_task_still_running_at_a_batch_is_announced_then_and_finished_once_lat
 def test_pool_threads_deliver_between_short_tasks_and_the_dispatcher_during_long_ones():
     import threading
 
-    from lazycell.diagnostics.events import BUS
+    from lazycell.events import BUS
 
     deliveries = []  # (thread name, compute id, finished?)
 
@@ -230,7 +231,7 @@ def test_pool_threads_deliver_between_short_tasks_and_the_dispatcher_during_long
 
 
 def test_group_keys_names_groups_as_key_group_does_for_every_kind_of_key():
-    from lazycell.diagnostics.events import group_keys
+    from lazycell.events import group_keys
     from lazycell.graph.spec import key_group
 
     token_keys = [f"inc-{i:032x}" for i in range(50)] + [f"load-data-{i:016x}" for i in range(5)]

@@ -8,6 +8,7 @@ import pytest
 from kernel_helpers_tasks import add, fail_on, fails_only_in_a_worker, outer
 
 import lazycell as lc
+from lazycell.distributed.client import current_client
 from lazycell.kernel_ext.cell_code import CellCode
 from lazycell.kernel_ext.debugging import breakpoint_opens_pdb
 from lazycell.kernel_ext.failures import (
@@ -17,17 +18,13 @@ from lazycell.kernel_ext.failures import (
     user_frames_only,
 )
 from lazycell.kernel_ext.magics import LazycellMagics, split_options_and_expression
-from lazycell.kernel_ext.progress_display import (
-    StdoutUnlessDebugging,
-    choose_progress_display,
-    register_progress_display,
-    text_progress_bar,
-)
+from lazycell.kernel_ext.progress_display import StdoutUnlessDebugging, cell_progress_display
 from lazycell.kernel_ext.scheduler_choice import (
     SchedulerChoice,
     SchedulerOptionError,
     scheduler_guide_text,
 )
+from lazycell.widgets import choose_progress_display, register_progress_display
 
 # -------------------------------------------------------------------- SchedulerChoice
 
@@ -57,8 +54,8 @@ def test_choice_without_options_leaves_the_session_settings():
         ({"scheduler": "threads", "workers": 0}, "positive whole number"),
         ({"scheduler": "threads", "threads_per_worker": 2}, "local cluster"),
         ({"scheduler": "processes", "memory_limit": "4GB"}, "local cluster"),
-        # the local cluster: "not available yet", or once it exists, "needs an open Client"
-        ({"scheduler": "distributed"}, "not available yet|needs an open lazycell Client"),
+        ({"scheduler": "distributed", "memory_limit": "lots"}, "--memory-limit: memory_limit"),
+        ({"scheduler": "distributed", "threads_per_worker": 0}, "positive whole number"),
         ({"scheduler": "tcp://10.0.0.5:8786"}, "not available yet"),
         ({"scheduler": "scheduler-host:8786"}, "not available yet"),
         ({"scheduler": "gpu"}, "unknown scheduler 'gpu'"),
@@ -80,7 +77,35 @@ def test_guide_lists_each_scheduler_once_and_marks_the_remote_cluster_coming():
     names = [line.split()[0] for line in lines]
     coming = [line.split()[0] for line in lines if "(coming)" in line]
     assert sorted(names) == sorted(["sync", "threads", "processes", "distributed", "ADDRESS"])
-    assert "ADDRESS" in coming and not {"sync", "threads", "processes"} & set(coming)
+    assert coming == ["ADDRESS"]
+
+
+def test_every_local_cluster_name_is_the_distributed_scheduler():
+    for name in ("distributed", "cluster", "local-cluster", "LocalCluster"):
+        assert SchedulerChoice.from_options(scheduler=name).scheduler == "distributed"
+
+
+def test_a_cluster_choice_starts_a_cluster_of_its_shape_reuses_it_and_keeps_the_session_default():
+    choice = SchedulerChoice.from_options(
+        scheduler="distributed", workers=1, threads_per_worker=2, memory_limit="500MB"
+    )
+    try:
+        with choice.applied():
+            assert lc.delayed(sum)([1, 2]).compute() == 3
+            client = current_client()
+        cluster = client.cluster
+        assert (cluster.n_workers, cluster.threads_per_worker, cluster.memory_limit) == (
+            1,
+            2,
+            500_000_000,
+        )
+        assert lc.config.get("scheduler") == "threads"  # the cell's choice ended with it
+        with SchedulerChoice.from_options(scheduler="distributed", workers=1).applied():
+            assert current_client() is client  # same shape: reused
+        with pytest.raises(SchedulerOptionError, match="has 1 worker × 2 threads.*close it"):
+            SchedulerChoice.from_options(scheduler="distributed", workers=2)
+    finally:
+        current_client().close()
 
 
 # -------------------------------------------------------------- options and expression
@@ -210,7 +235,7 @@ def test_text_progress_bar_is_the_default_display():
 
 
 def test_registered_display_factory_is_asked_first_and_can_pass():
-    panel = text_progress_bar()
+    panel = cell_progress_display(None)
     unregister_panel = register_progress_display(lambda shell: panel)
     unregister_passing = register_progress_display(lambda shell: None)
     try:

@@ -14,7 +14,7 @@ from traitlets.config import Config
 import lazycell as lc
 from lazycell.diagnostics import GraphSubmitted
 from lazycell.kernel_ext.failures import traceback_entries
-from lazycell.kernel_ext.progress_display import register_progress_display
+from lazycell.widgets import register_progress_display
 
 
 @pytest.fixture(scope="module")
@@ -190,10 +190,10 @@ def test_cell_ending_in_a_statement_shows_nothing(shell):
         ("-s threads -n two", "invalid int value"),
         (
             "-s processes --threads-per-worker 2",
-            "--threads-per-worker applies only to (a|the) local",
+            r"--threads-per-worker applies only to a local cluster \(--scheduler distributed\)",
         ),
-        ("-s threads --memory-limit 4GB", "--memory-limit applies only to (a|the) local cluster"),
-        ("-s distributed", "not available yet|needs an open lazycell Client"),
+        ("-s threads --memory-limit 4GB", "--memory-limit applies only to a local cluster"),
+        ("-s distributed --memory-limit lots", "--memory-limit: memory_limit 'lots' is not a size"),
         ("-s tcp://10.0.0.5:8786", "not available yet"),
         ("-s gpu", "unknown scheduler 'gpu'"),
         ("--fast", "unrecognized arguments: --fast"),
@@ -292,7 +292,32 @@ def test_scheduler_list_says_when_to_use_each_one(shell, capsys):
     out = capsys.readouterr().out
     for name, hint in [("sync", "debugging"), ("threads", "GIL"), ("processes", "pure-Python")]:
         assert any(line.split()[:1] == [name] and hint in line for line in out.splitlines())
-    assert "(coming)" in out and "distributed" in out and "ADDRESS" in out
+    coming = [line.split()[0] for line in out.splitlines() if "(coming)" in line]
+    assert coming == ["ADDRESS"]
+    assert any(
+        line.split()[:1] == ["distributed"] and "lc.Client" in line for line in out.splitlines()
+    )
+
+
+def test_cluster_options_start_a_local_cluster_of_that_shape_for_the_cell(shell):
+    from lazycell.distributed.client import current_client
+
+    try:
+        result = run(
+            shell,
+            "%%compute -s distributed -n 1 --threads-per-worker 2 --memory-limit 300MB\n"
+            "lc.delayed(add)(1, 2)",
+        )
+        assert result.result == 3
+        cluster = current_client().cluster
+        assert (cluster.n_workers, cluster.threads_per_worker, cluster.memory_limit) == (
+            1,
+            2,
+            300_000_000,
+        )
+        assert lc.config.get("scheduler") == "threads"
+    finally:
+        current_client().close()
 
 
 @pytest.mark.parametrize(

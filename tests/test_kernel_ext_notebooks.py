@@ -52,7 +52,7 @@ FEATURE_CELLS = [
     ("bad-workers-sync", "%%compute -s sync -n 2\nran_bad = True"),
     ("bad-threads-per-worker", "%%compute -s threads --threads-per-worker 2\nran_bad = True"),
     ("bad-memory-limit", "%%compute -s processes --memory-limit 2GB\nran_bad = True"),
-    ("bad-distributed", "%%compute -s distributed\nran_bad = True"),
+    ("bad-distributed", "%%compute -s distributed --memory-limit lots\nran_bad = True"),
     ("bad-address", "%%compute -s tcp://10.0.0.5:8786\nran_bad = True"),
     ("bad-unknown-option", "%%compute --fast\nran_bad = True"),
     ("bad-workers-value", "%%compute -s threads -n many\nran_bad = True"),
@@ -196,15 +196,16 @@ def test_scheduler_list_is_the_decision_matrix(feature_cells):
     listing = text(feature_cells["scheduler-list"])
     for word in ("sync", "threads", "processes", "distributed", "(coming)"):
         assert word in listing
+    assert [line.split()[0] for line in listing.splitlines() if "(coming)" in line] == ["ADDRESS"]
 
 
 @pytest.mark.parametrize(
     "name, message",
     [
         ("bad-workers-sync", "--workers does not apply to the sync scheduler"),
-        ("bad-threads-per-worker", "--threads-per-worker applies only to (a|the) local cluster"),
-        ("bad-memory-limit", "--memory-limit applies only to (a|the) local cluster"),
-        ("bad-distributed", "not available yet|needs an open lazycell Client"),
+        ("bad-threads-per-worker", "--threads-per-worker applies only to a local cluster"),
+        ("bad-memory-limit", "--memory-limit applies only to a local cluster"),
+        ("bad-distributed", "--memory-limit: memory_limit 'lots' is not a size"),
         ("bad-address", "not available yet"),
         ("bad-unknown-option", "unrecognized arguments: --fast"),
         ("bad-workers-value", "invalid int value: 'many'"),

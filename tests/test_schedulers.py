@@ -10,7 +10,7 @@ from functools import partial
 import pytest
 
 import lazycell as lc
-from lazycell.schedulers.errors import RemoteTraceback
+from lazycell.events import RemoteTraceback
 
 
 def inc(x):

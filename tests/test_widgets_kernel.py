@@ -165,7 +165,7 @@ def nap(i):
     time.sleep(0.1)
     return i
 
-with lc.diagnostics.live(interval=0.1):
+with lc.live(interval=0.1):
     lc.delayed(sum, name="total")([lc.delayed(nap, name="nap")(i) for i in range(30)]).compute(
         scheduler="sync"
     )

@@ -1,12 +1,13 @@
 """ComputePanel built in a plain process (ipywidgets need no kernel): widget state."""
 
+import subprocess
+import sys
 import time
 
 import pytest
 
 import lazycell as lc
-from lazycell.kernel_ext.progress_display import choose_progress_display, text_progress_bar
-from lazycell.widgets import install, panel_if_widgets_available
+from lazycell.widgets import choose_progress_display
 from lazycell.widgets.panel import ComputePanel
 
 
@@ -114,27 +115,13 @@ def test_charts_hold_the_task_stream_and_the_resource_timeline():
     assert len(memory.y) >= 1 and min(memory.y) > 0
 
 
-def test_the_factory_passes_outside_a_kernel_so_the_text_bar_is_used():
-    assert panel_if_widgets_available(None) is None
-    uninstall = install()
-    try:
-        assert type(choose_progress_display(None)) is type(text_progress_bar())
-    finally:
-        uninstall()
-
-
-def test_install_twice_registers_once_and_uninstall_takes_it_back():
-    from lazycell.kernel_ext import progress_display
-
-    uninstall = install()
-    assert install() is uninstall
-    assert progress_display._factories.count(panel_if_widgets_available) == 1
-    uninstall()
-    assert panel_if_widgets_available not in progress_display._factories
+def test_outside_a_kernel_the_display_is_the_text_bar():
+    display = choose_progress_display(None, minimum=0.5)
+    assert isinstance(display, lc.diagnostics.ProgressBar) and display.minimum == 0.5
 
 
 def test_live_outside_a_notebook_shows_the_text_bar(capsys):
-    with lc.diagnostics.live() as display:
+    with lc.live() as display:
         tree().compute(scheduler="sync")
     assert isinstance(display, lc.diagnostics.ProgressBar)
     assert "11/11 tasks" in capsys.readouterr().out
@@ -170,3 +157,22 @@ def test_a_compute_shorter_than_the_chart_interval_gets_its_charts_at_the_end():
         lc.compute([lc.delayed(nap)(i) for i in range(30)], scheduler="threads", num_workers=2)
     assert drawn == [(True, 30)]
     assert sum(len(trace.x) for trace in panel.task_stream.figure.data) == 30
+
+
+def test_the_panel_and_its_charts_work_without_numpy():
+    # numpy is not a dependency of lazycell: the panel must not need it.
+    code = """
+import sys
+sys.modules["numpy"] = None  # import numpy now raises ImportError
+import lazycell as lc
+from lazycell.widgets.panel import ComputePanel
+
+panel = ComputePanel(display=False)
+with panel:
+    lc.delayed(sum)([lc.delayed(abs)(-i) for i in range(5)]).compute(scheduler="threads")
+traces = panel.task_stream.figure.data
+print(sum(len(trace.x) for trace in traces), "numpy" in sys.modules and sys.modules["numpy"])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["6", "None"]

@@ -5,8 +5,13 @@
     delivering thread (a few Hz, see events.py) / computing thread (final batch)
     ────────────────────────────────────────────────────────────────────────────
     raw batch ──► ComputeTracker.on_raw ──► ComputeState.apply_batch(batch, groups_of)
-    (event objects ──► on_events ──► ComputeState.apply(event), for callers with events)
-                                     └─► on_change(state) for each state touched
+                                     └─► on_change(state)
+
+This is the one fold of the stream: the notebook panel, the text bar and the
+performance report all read a ``ComputeState``. It takes a batch in the two
+shapes the recorder writes (``lazycell.events.recording``): tuples, one per
+task, folded by ``apply_raw``; and a lane's columns, folded a column at a
+time by ``_lane_rows_finished``.
 
 - ``ComputeState``: one compute. ``groups`` (name -> :class:`GroupProgress`),
   ``tasks_per_worker`` (worker -> tasks finished there), ``task_stream``
@@ -33,13 +38,10 @@ from math import fsum
 from operator import sub
 from typing import NamedTuple
 
-from lazycell.diagnostics.events import (
+from lazycell.events import (
     BUS,
     ComputeFinished,
     GraphSubmitted,
-    TaskErred,
-    TaskFinished,
-    TaskStarted,
 )
 
 # A Gantt chart of more bars than this stays readable and the browser stays fast.
@@ -159,17 +161,7 @@ class ComputeState:
             progress_timeline=[(0.0, 0)],
         )
 
-    # -- folding events in (one small function per event type)
-    def apply(self, event) -> None:
-        kind = type(event)
-        if kind is TaskFinished:
-            self._task_finished(event)
-        elif kind is TaskStarted:
-            self._task_started(event)
-        elif kind is TaskErred:
-            self._task_erred(event)
-        elif kind is ComputeFinished:
-            self._compute_finished(event)
+    # -- folding a batch in
 
     def apply_batch(self, batch, groups_of: dict) -> None:
         """Fold one ``events.RawBatch`` of this compute (what ``ComputeTracker.on_raw`` gets)."""
@@ -257,10 +249,9 @@ class ComputeState:
                 self.done = done
                 if tag == "e":
                     _, key, worker, start, stop, error = item
-                    name = groups_of.get(key, "?")
-                    self.apply(TaskErred(self.compute_id, key, name, worker, start, stop, error))
-                else:
-                    self.apply(item[1])
+                    self._task_erred(groups_of.get(key, "?"), worker, start, stop, error)
+                elif type(item[1]) is ComputeFinished:
+                    self._compute_finished(item[1])
                 running = self.running
                 done = self.done
         self.running = running
@@ -272,34 +263,15 @@ class ComputeState:
             group = self.groups[name] = GroupProgress(0)
         return group
 
-    def _task_started(self, event: TaskStarted) -> None:
-        self._group(event.group).running += 1
-        self.running += 1
-
-    def _task_finished(self, event: TaskFinished) -> None:
-        group = self._group(event.group)
-        self._end_running(group)
-        group.done += 1
-        group.seconds += event.stop - event.start
-        self.done += 1
-        worker = event.worker
-        self.tasks_per_worker[worker] = self.tasks_per_worker.get(worker, 0) + 1
-        origin = self.started_at
-        self.stream.add(
-            TaskBar(worker, event.start - origin, event.stop - origin, event.group, False)
-        )
-
-    def _task_erred(self, event: TaskErred) -> None:
-        group = self._group(event.group)
+    def _task_erred(self, name: str, worker: str, start: float, stop: float, error: str) -> None:
+        group = self._group(name)
         self._end_running(group)
         group.erred += 1
-        group.seconds += event.stop - event.start
+        group.seconds += stop - start
         self.erred += 1
-        self.errors.append(f"{event.group}: {event.error}")
+        self.errors.append(f"{name}: {error}")
         origin = self.started_at
-        self.stream.add(
-            TaskBar(event.worker, event.start - origin, event.stop - origin, event.group, True)
-        )
+        self.stream.add(TaskBar(worker, start - origin, stop - origin, name, True))
 
     def _end_running(self, group: GroupProgress) -> None:
         # Batches never split a task's start from its end in the wrong order,
@@ -401,33 +373,6 @@ class ComputeTracker:
         with self.lock:
             return next(reversed(self.states.values()), None)
 
-    def on_events(self, events: list) -> None:
-        touched: dict[int, ComputeState] = {}
-        with self.lock:
-            states = self.states
-            # A batch is runs of events of one compute: fold each run at once.
-            run: list = []
-            run_id = None
-            for event in events:
-                if type(event) is GraphSubmitted:
-                    self._fold_run(run_id, run, touched)
-                    run, run_id = [], None
-                    state = states[event.compute_id] = ComputeState.from_submitted(
-                        event, self.stream_limit
-                    )
-                    touched[state.compute_id] = state
-                    continue
-                if event[0] != run_id:
-                    self._fold_run(run_id, run, touched)
-                    run, run_id = [], event[0]
-                run.append(event)
-            self._fold_run(run_id, run, touched)
-            for state in touched.values():
-                state.note_progress()
-        if self.on_change is not None:
-            for state in touched.values():
-                self.on_change(state)
-
     def on_raw(self, recorder, batch) -> None:
         """The bus's raw delivery (what :meth:`start` subscribes): one compute's batch."""
         with self.lock:
@@ -445,13 +390,10 @@ class ComputeTracker:
         if self.on_change is not None:
             self.on_change(state)
 
-    def _fold_run(self, compute_id, events: list, touched: dict) -> None:
-        state = self.states.get(compute_id)
-        if state is None or not events:  # a compute that began before we subscribed
-            return
-        for event in events:
-            state.apply(event)
-        touched[compute_id] = state
+    def forget(self, compute_id: int) -> None:
+        """Drop a compute's state (a view that shows only running computes)."""
+        with self.lock:
+            self.states.pop(compute_id, None)
 
     def start(self) -> ComputeTracker:
         if self._subscription is None:

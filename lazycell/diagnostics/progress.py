@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
-from operator import itemgetter
 from typing import TextIO
 
-from lazycell.diagnostics.events import BUS, RawBatch
+from lazycell.diagnostics.compute_state import ComputeState, ComputeTracker
 
 
 class ProgressBar:
@@ -26,8 +25,9 @@ class ProgressBar:
     ``width`` is the bar's width in characters; ``dt`` the least time between
     redraws (they come with the event stream's deliveries, a few a second).
 
-    It counts from the raw stream (see ``events.EventBus.subscribe``), with no
-    Event object per task and no thread of its own: either would take the GIL
+    It reads the same fold of the event stream as the notebook panel
+    (:class:`~lazycell.diagnostics.compute_state.ComputeTracker`, keeping no
+    task-stream bars), and has no thread of its own: one would take the GIL
     from the compute's workers.
     """
 
@@ -38,81 +38,65 @@ class ProgressBar:
         self.width = width
         self.dt = dt
         self.out = out
-        self._computes: dict[int, dict] = {}
-        self._subscription = None
+        # A text bar draws no task stream: keep one bar, not thousands.
+        self.tracker = ComputeTracker(on_change=self._on_change, stream_limit=1)
+        self._drawn_at: dict[int, float] = {}  # compute id -> when last drawn (perf clock)
+        self._shown: set[int] = set()
         self.last_line = ""
 
-    # -- event side (the delivering thread, see events.py; the computing thread at the end)
-    def _on_raw(self, recorder, batch: RawBatch) -> None:
-        submitted = batch.submitted
-        if submitted is not None:
-            self._computes[recorder.compute_id] = {
-                "total": submitted.n_tasks,
-                "done": 0,
-                "erred": 0,
-                # The event's own clock: a short compute's first and last events
-                # can reach us in one delivery, at its end.
-                "start": submitted.time,
-                "shown": False,
-                "drawn_at": 0.0,
-            }
-        state = self._computes.get(recorder.compute_id)
-        if state is None:  # a compute that began before we subscribed
+    # -- event side (the delivering thread, see lazycell.events.bus; the computing
+    #    thread at the end)
+    def _on_change(self, state: ComputeState) -> None:
+        compute_id = state.compute_id
+        if state.finished:
+            self._draw(state, final=True)
+            self.tracker.forget(compute_id)
+            self._drawn_at.pop(compute_id, None)
+            self._shown.discard(compute_id)
             return
-        tags = list(map(itemgetter(0), batch.items))
-        state["done"] += tags.count("f")
-        state["erred"] += tags.count("e")
-        for rows in batch.lanes:
-            state["done"] += len(rows.keys)
-        if batch.finished is not None:
-            self._draw(state, final=True, status=batch.finished.status, now=batch.finished.time)
-            del self._computes[recorder.compute_id]
-            return
-        now = time.time()
-        if now - state["drawn_at"] >= self.dt:
-            state["drawn_at"] = now
-            self._draw(state, now=now)
+        now = time.perf_counter()
+        if now - self._drawn_at.get(compute_id, 0.0) >= self.dt:
+            self._drawn_at[compute_id] = now
+            self._draw(state)
 
     # -- drawing
     def _stream(self) -> TextIO:
         return self.out if self.out is not None else sys.stdout
 
-    def _draw(
-        self, state: dict, final: bool = False, status: str = "ok", now: float | None = None
-    ) -> None:
-        elapsed = (time.time() if now is None else now) - state["start"]
-        if elapsed < self.minimum and not state["shown"]:
+    def _draw(self, state: ComputeState, final: bool = False) -> None:
+        # The compute's own clock (GraphSubmitted to ComputeFinished): a short
+        # compute's first and last events can reach us in one delivery, at its end.
+        elapsed = state.elapsed()
+        if elapsed < self.minimum and state.compute_id not in self._shown:
             return
-        total = max(state["total"], 1)
-        fraction = min(state["done"] / total, 1.0)
+        total = max(state.n_tasks, 1)
+        fraction = min(state.done / total, 1.0)
         filled = int(round(self.width * fraction))
         bar = "#" * filled + " " * (self.width - filled)
-        word = {"ok": "Completed", "error": "Failed", "cancelled": "Interrupted"}.get(
-            status, status
-        )
-        if not final:
-            word = "Completed"
+        word = "Completed"
+        if final:
+            word = {"ok": "Completed", "error": "Failed", "cancelled": "Interrupted"}.get(
+                state.status, state.status
+            )
         line = (
             f"[{bar}] | {fraction * 100:3.0f}% {word} | "
-            f"{state['done']}/{state['total']} tasks | {elapsed:.1f}s"
+            f"{state.done}/{state.n_tasks} tasks | {elapsed:.1f}s"
         )
-        if state["erred"]:
-            line += f" | {state['erred']} erred"
+        if state.erred:
+            line += f" | {state.erred} erred"
         stream = self._stream()
         stream.write("\r" + line + ("\n" if final else ""))
         stream.flush()
-        state["shown"] = True
+        self._shown.add(state.compute_id)
         self.last_line = line
 
     # -- context manager
     def __enter__(self) -> ProgressBar:
-        self._subscription = BUS.subscribe(self._on_raw, raw=True)
+        self.tracker.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._subscription is not None:
-            self._subscription.close()
-            self._subscription = None
+        self.tracker.stop()
 
     register = __enter__
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import plotly.io
 import plotly.offline
 
-import lazycell
 from lazycell import config
+from lazycell._version import __version__
 from lazycell.diagnostics.compute_state import ComputeState, ComputeTracker, format_seconds
 from lazycell.diagnostics.figures import progress_figure, resource_figure, task_stream_figure
 from lazycell.diagnostics.resources import DEFAULT_INTERVAL, ResourceSampler, total_memory
@@ -95,7 +95,7 @@ td:first-child, th:first-child { text-align: left; }
 
 def _environment_line() -> str:
     return (
-        f"lazycell {lazycell.__version__} · Python {platform.python_version()} · "
+        f"lazycell {__version__} · Python {platform.python_version()} · "
         f"{os.cpu_count()} cores · {total_memory() / 1e9:.1f} GB memory · "
         f"written {time.strftime('%Y-%m-%d %H:%M:%S')}"
     )

@@ -9,7 +9,11 @@ cluster's own account of its memory:
   (:func:`worker_processes` gives ``{label: pid}``);
 - ``distributed``: each cluster worker reports, with its heartbeat, the
   results it holds, what it spilled to disk and the rest of its memory
-  (:func:`cluster_worker_memory` gives ``{name: WorkerMemory}``).
+  (:func:`worker_memory_from_info` turns the cluster's ``scheduler_info()``
+  into ``{name: WorkerMemory}``).
+
+A bar turns orange at ``WARN_FRACTION`` and red at ``DANGER_FRACTION`` of its
+limit, in the notebook panels and on the cluster's dashboard alike.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import os
 from typing import NamedTuple
 
 from lazycell.diagnostics.compute_state import ComputeState
+from lazycell.diagnostics.resources import total_memory as machine_memory
+
+WARN_FRACTION = 0.6
+DANGER_FRACTION = 0.85
 
 
 class WorkerMemory(NamedTuple):
@@ -42,25 +50,13 @@ def worker_processes(state: ComputeState) -> dict[str, int]:
 
 
 def _pool_processes(n_workers: int) -> dict[str, int]:
-    # Imported here: diagnostics must not pull the schedulers in for views that
-    # never see a processes compute. The pool exists by the time its compute
-    # is announced (the scheduler readies it first), so this starts nothing new.
+    # Imported here: the pool's module (cloudpickle, subprocesses) loads only
+    # for a processes compute. The pool exists by the time its compute is
+    # announced (the scheduler readies it first), so this starts nothing new.
     from lazycell.schedulers.processes import shared_pool
 
     pool = shared_pool(n_workers)
     return {f"process-{index}": pid for index, pid in enumerate(pool.pids)}
-
-
-def cluster_worker_memory() -> dict[str, WorkerMemory]:
-    """``{worker name: WorkerMemory}`` of the current client's cluster; {} without one."""
-    # Imported here: diagnostics must not import the cluster unless a compute ran on it.
-    from lazycell.distributed.client import current_client
-
-    try:
-        info = current_client().scheduler_info()
-    except (ValueError, RuntimeError):  # no open client, or it closed meanwhile
-        return {}
-    return worker_memory_from_info(info)
 
 
 def worker_memory_from_info(info: dict, total_memory: int | None = None) -> dict[str, WorkerMemory]:
@@ -71,8 +67,6 @@ def worker_memory_from_info(info: dict, total_memory: int | None = None) -> dict
     """
     workers = info.get("workers", {})
     if total_memory is None:
-        from lazycell.diagnostics.resources import total_memory as machine_memory
-
         total_memory = machine_memory()
     share = total_memory // max(len(workers), 1)
     return {

@@ -32,16 +32,22 @@ from collections import namedtuple
 from collections.abc import Hashable, Iterable, Iterator
 from functools import partial
 
+from lazycell import config
 from lazycell.distributed import introspection
 from lazycell.distributed.cluster import LocalCluster
 from lazycell.distributed.protocol import DataFetcher, MissingData, dumps_control
 from lazycell.distributed.scheduler import STARTUP_TIMEOUT, KeyStatus
+from lazycell.distributed.store import parse_memory_limit
+from lazycell.events import BUS, Failure
+from lazycell.graph.collect import collect
+from lazycell.graph.dask_collections import is_dask_collection
+from lazycell.graph.delayed import Delayed
 from lazycell.graph.keys import pure_key, random_key
-from lazycell.graph.spec import Ref, TaskSpec, call_spec, key_group
+from lazycell.graph.spec import Ref, TaskSpec, call_spec, key_group, specs_from_dask
+from lazycell.schedulers.core import order_graph
 from lazycell.schedulers.errors import (
     annotate_task_error,
     make_rerun,
-    rebuild_remote_exception,
     rerun_locally_and_raise,
 )
 
@@ -64,10 +70,73 @@ def current_client() -> Client:
     )
 
 
+def local_cluster_client(
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: int | str | None = None,
+) -> Client:
+    """The open client, or a new one on a new local cluster of that shape.
+
+    For ``%%compute -s distributed --workers N --threads-per-worker T
+    --memory-limit M``: an open client whose cluster has the shape asked for
+    (options not given match anything) is reused; with none open, a new
+    ``Client`` starts a local cluster of that shape. An open client of
+    another shape is a ValueError that says how to get the one asked for.
+    """
+    client = open_client_of_shape(n_workers, threads_per_worker, memory_limit)
+    if client is not None:
+        return client
+    options = {"n_workers": n_workers, "threads_per_worker": threads_per_worker}
+    if memory_limit is not None:
+        options["memory_limit"] = memory_limit
+    return Client(**options)
+
+
+def open_client_of_shape(
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: int | str | None = None,
+) -> Client | None:
+    """The open client if its cluster has that shape; None if no client is open.
+
+    A ValueError if one is open with another shape (see :func:`local_cluster_client`).
+    """
+    with _open_lock:
+        client = _open_clients[-1] if _open_clients else None
+    if client is None:
+        return None
+    cluster = client.cluster
+    asked = {
+        "--workers": (n_workers, cluster.n_workers),
+        "--threads-per-worker": (threads_per_worker, cluster.threads_per_worker),
+        "--memory-limit": (
+            None if memory_limit is None else parse_memory_limit(memory_limit, cluster.n_workers),
+            cluster.memory_limit,
+        ),
+    }
+    different = [
+        f"{option} {wanted}" for option, (wanted, has) in asked.items() if wanted not in (None, has)
+    ]
+    if different:
+        raise ValueError(
+            f"the open lc.Client's cluster has {describe_shape(cluster)}, not "
+            f"{', '.join(different)}: close it first (client.close()) to start one of "
+            "that shape, or leave those options out to use it as it is"
+        )
+    return client
+
+
+def describe_shape(cluster: LocalCluster) -> str:
+    """``"2 workers × 1 thread, 1.0 GB each"``."""
+    n, threads = cluster.n_workers, cluster.threads_per_worker
+    text = f"{n} worker{'s' if n != 1 else ''} × {threads} thread{'s' if threads != 1 else ''}"
+    if cluster.memory_limit:
+        text += f", {cluster.memory_limit / 1e9:.1f} GB each"
+    return text
+
+
 def _register_client(client: Client) -> None:
     global _config_before_clients
-    from lazycell import config
-
     with _open_lock:
         if not _open_clients:
             _config_before_clients = config.set(scheduler="distributed")
@@ -83,8 +152,6 @@ def _unregister_client(client: Client) -> None:
         if _open_clients or _config_before_clients is None:
             return
         previous, _config_before_clients = _config_before_clients, None
-    from lazycell import config
-
     if config.get("scheduler") == "distributed":  # unless the user chose another since
         previous.__exit__()
 
@@ -328,19 +395,15 @@ class Client:
         return out[0]
 
     def _persist_one(self, obj, optimize_graph: bool):
-        from lazycell.graph.delayed import Delayed, _is_dask_collection
-
         if isinstance(obj, Delayed):
             (future,) = self._submit_graph(*_graph_and_keys([obj], optimize_graph))
             spec = call_spec(_held_result, (_FutureHolder(future),))
             return Delayed(obj.key, spec, (), obj._length)
-        if _is_dask_collection(obj):
+        if is_dask_collection(obj):
             import dask
             from dask.core import flatten
 
             (optimized,) = dask.optimize(obj) if optimize_graph else (obj,)
-            from lazycell.graph.spec import specs_from_dask
-
             graph = specs_from_dask(optimized.__dask_graph__())
             keys = list(flatten(optimized.__dask_keys__()))
             futures = self._submit_graph(graph, keys)
@@ -428,7 +491,7 @@ class Client:
         return values
 
     def _exception_of(self, status: KeyStatus) -> BaseException:
-        exc = rebuild_remote_exception(status.error)
+        exc = Failure(*status.error).rebuild()  # TODO(layers): scheduler sends Failure
         spec = status.erred_spec
         rerun = self._rerun_for(status.erred_key, spec) if spec is not None else None
         annotate_task_error(exc, status.erred_key, spec, "distributed", rerun)
@@ -460,9 +523,6 @@ class Client:
     # -- running graphs for lc.compute(scheduler="distributed")
     def run_graph(self, graph, outputs, *, rerun_exceptions_locally: bool = False) -> dict:
         """Compute ``graph`` for ``outputs`` here and bring the outputs back (a scheduler's run)."""
-        from lazycell.diagnostics.events import BUS
-        from lazycell.schedulers.core import order_graph
-
         self._check_open()
         recorder = None
         if BUS.listening:
@@ -631,7 +691,7 @@ class Client:
         values = {}
         for worker, (ok, value) in sorted(results.items()):
             if not ok:
-                exc = rebuild_remote_exception(value)
+                exc = Failure(*value).rebuild()  # TODO(layers): scheduler sends Failure
                 exc.add_note(f"raised on {worker} by {what}")
                 exc.lazycell_worker = worker
                 raise exc
@@ -863,22 +923,11 @@ def _replace_futures(obj, values: dict, skip_missing: bool = False):
 
 def _graph_and_keys(objs: list, optimize_graph: bool) -> tuple[dict, list]:
     """The specs and output keys of lazycell objects and dask collections, as ``compute`` uses."""
-    from lazycell.graph.compute import _dask_graph_and_keys, _find_lazy, _graph_with_foreign
-
-    lazy: list = []
-    dask_colls: list = []
-    for obj in objs:
-        _find_lazy(obj, lazy, dask_colls)
-    if len(lazy) + len(dask_colls) != len(objs):
+    collected = collect(objs, optimize_graph)
+    if len(collected.found) != len(objs):
         raise TypeError(
             "client.compute / persist take lazycell Delayed objects or dask collections"
         )
-    graph = _graph_with_foreign(lazy)
-    keys = [obj._lazycell_key for obj in lazy]
-    if dask_colls:
-        dask_graph, dask_keys = _dask_graph_and_keys(dask_colls, optimize_graph)
-        graph.update(dask_graph)
-        keys.extend(dask_keys)
     # Keep the caller's order (lazycell objects and dask collections may be mixed).
-    by_id = {id(obj): key for obj, key in zip(lazy + dask_colls, keys)}
-    return graph, [by_id[id(obj)] for obj in objs]
+    by_id = {id(obj): key for obj, key in zip(collected.found, collected.keys)}
+    return collected.graph, [by_id[id(obj)] for obj in objs]

@@ -139,7 +139,7 @@ class Dashboard:
                 resource_layout,
                 task_stream_layout,
             )
-            from lazycell.widgets.memory_view import DANGER_FRACTION, WARN_FRACTION
+            from lazycell.diagnostics.workers import DANGER_FRACTION, WARN_FRACTION
 
             config = {
                 "poll_ms": int(POLL_SECONDS * 1000),

@@ -23,7 +23,7 @@ from collections.abc import Hashable
 
 import cloudpickle
 
-from lazycell.diagnostics.events import estimate_nbytes
+from lazycell.events import estimate_nbytes
 
 SAMPLED_ITEMS = 16
 

@@ -79,8 +79,8 @@ from lazycell.distributed.protocol import (
     loads_control,
 )
 from lazycell.distributed.store import ResultStore
+from lazycell.events.failure import Failure
 from lazycell.graph.spec import run_task
-from lazycell.schedulers.process_worker import _failure_payload
 
 FLUSH_INTERVAL = 0.005
 MEMORY_SAMPLE_SECONDS = 0.05
@@ -201,7 +201,7 @@ class Worker:
         try:
             reply = ("call-result", request_id, True, func(*args))
         except BaseException as exc:  # noqa: B036 - a SystemExit in user code must not stop us
-            reply = ("call-result", request_id, False, _failure_payload(exc))
+            reply = ("call-result", request_id, False, Failure.from_exception(exc))
         try:
             payload = dumps_control(reply)
         except Exception as exc:
@@ -210,7 +210,7 @@ class Worker:
                 f"the result of type {type(value).__module__}.{type(value).__qualname__} "
                 f"cannot be pickled to send it back: {exc}"
             )
-            failure = (None, "", "lazycell.SerializationError", message)
+            failure = Failure.serialization(message)
             payload = dumps_control(("call-result", request_id, False, failure))
         if request_id is not None:
             with self.send_lock:
@@ -219,8 +219,12 @@ class Worker:
                 except (OSError, ValueError):
                     pass
         elif not reply[2]:
-            _, tb_text, type_name, text = reply[3]
-            print(f"lazycell: {self.name}: {type_name}: {text}\n{tb_text}", file=sys.stderr)
+            failure = reply[3]
+            print(
+                f"lazycell: {self.name}: {failure.type_name}: {failure.message}\n"
+                f"{failure.traceback}",
+                file=sys.stderr,
+            )
 
     def run_function(self, payload: bytes):
         return loads_control(payload)(self)
@@ -303,7 +307,7 @@ class Worker:
         try:
             result = run_task(spec, inputs)
         except BaseException as exc:  # noqa: B036 - SystemExit in a task must not kill us
-            self.report(("erred", key, _failure_payload(exc), start, time.perf_counter()))
+            self.report(("erred", key, Failure.from_exception(exc), start, time.perf_counter()))
             return
         stop = time.perf_counter()
         del inputs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Hashable
 
+from lazycell.graph.dask_collections import dask_graph_and_keys, is_dask_collection
 from lazycell.graph.keys import pure_key, random_key
 from lazycell.graph.spec import Ref, TaskSpec, call_spec, container_spec, data_spec
 
@@ -41,14 +42,14 @@ class Delayed:
 
     def compute(self, scheduler=None, **options):
         """Compute this value and return it. See :func:`lazycell.compute` for options."""
-        from lazycell.graph.compute import compute
+        from lazycell.api import compute
 
         (result,) = compute(self, scheduler=scheduler, **options)
         return result
 
     def persist(self, scheduler=None, **options) -> Delayed:
         """Compute now; return a ``Delayed`` holding the result that never recomputes."""
-        from lazycell.graph.compute import persist
+        from lazycell.api import persist
 
         (result,) = persist(self, scheduler=scheduler, **options)
         return result
@@ -151,18 +152,11 @@ def to_task_argument(obj, dependencies: list):
         if all(items[k] is v for k, v in obj.items()):
             return obj
         return items
-    if _is_dask_collection(obj):
-        from lazycell.graph.compute import delayed_from_dask
-
+    if is_dask_collection(obj):
         lazy = delayed_from_dask(obj)
         dependencies.append(lazy)
         return Ref(lazy._lazycell_key)
     return obj
-
-
-def _is_dask_collection(obj) -> bool:
-    graph = getattr(type(obj), "__dask_graph__", None)
-    return graph is not None and not isinstance(obj, type) and not isinstance(obj, Delayed)
 
 
 def _unique_dependencies(dependencies: list) -> tuple:
@@ -236,7 +230,7 @@ def delayed(obj=None, *, name: str | None = None, pure: bool = False, nout: int 
         return lambda func: delayed(func, name=name, pure=pure, nout=nout)
     if isinstance(obj, (Delayed, DelayedFunction)):
         return obj
-    if callable(obj) and not _is_dask_collection(obj):
+    if callable(obj) and not is_dask_collection(obj):
         return DelayedFunction(obj, name=name, pure=pure, nout=nout)
     dependencies: list = []
     structure = to_task_argument(obj, dependencies)
@@ -302,3 +296,23 @@ for _name, _op in [
     setattr(Delayed, f"__{_name}__", _unary(_op, _name))
 
 Delayed.__hash__ = lambda self: hash(self._lazycell_key)  # __eq__ above would unset it
+
+
+def delayed_from_dask(collection) -> Delayed:
+    """A lazycell ``Delayed`` for the finalized value of a dask collection."""
+    graph, (key,) = dask_graph_and_keys([collection], optimize_graph=True)
+    return GraphDelayed(key, graph)
+
+
+class GraphDelayed(Delayed):
+    """A Delayed standing for the output ``key`` of an already-converted graph.
+
+    It carries that whole graph, which :func:`lazycell.graph.collect.collect`
+    merges into the graph of any compute that uses it.
+    """
+
+    __slots__ = ("_graph",)
+
+    def __init__(self, key, graph: dict):
+        super().__init__(key, graph[key], ())
+        object.__setattr__(self, "_graph", graph)

@@ -2,9 +2,10 @@
 
 Magics (a thin layer over a plain Python API)::
 
-    %%compute [--scheduler NAME] [--workers N] [--out VAR] [--quiet] [--debug]
+    %%compute [--scheduler NAME] [--workers N] [--threads-per-worker T]
+              [--memory-limit M] [--out VAR] [--quiet] [--debug] [--report FILE]
     %compute [options] EXPR
-    %scheduler [NAME [--workers N] | --list]
+    %scheduler [NAME [--workers N ...] | --list]
 
 How a ``%%compute`` cell runs, and which thread or process does what::
 
@@ -28,8 +29,8 @@ How a ``%%compute`` cell runs, and which thread or process does what::
 Modules: ``magics`` (options), ``scheduler_choice`` (which scheduler, checked),
 ``cell_code`` (run a cell, compute its last expression), ``failures`` (short,
 debuggable failures; no IPython needed), ``debugging`` (IPython's traceback
-display, ``sys.last_*``, ``%pdb`` / ``%debug``), ``progress_display`` (the seam
-where notebook panels plug in), ``extension`` (what load sets up and unload
+display, ``sys.last_*``, ``%pdb`` / ``%debug``), ``progress_display`` (the
+cell's display, as ``lazycell.widgets`` chooses it), ``extension`` (what load sets up and unload
 takes back).
 """
 

@@ -1,8 +1,6 @@
 """What ``%load_ext lazycell`` sets up in one shell, so ``%unload_ext`` can take it all back.
 
 - the magics (:class:`LazycellMagics`), registered with the shell;
-- the live notebook panel as the cells' progress display where widgets show
-  (``lazycell.widgets.install``), the text bar elsewhere;
 - :class:`InlineDebugging`, with its ``pre_run_cell`` hook for ``%debug``;
 - the progress displays of cells still running (each stops when its cell
   ends; unloading stops any left, with their threads).
@@ -15,7 +13,7 @@ from contextlib import contextmanager
 
 from lazycell.kernel_ext.debugging import InlineDebugging
 from lazycell.kernel_ext.magics import LazycellMagics
-from lazycell.kernel_ext.progress_display import choose_progress_display
+from lazycell.kernel_ext.progress_display import cell_progress_display
 
 
 class LazycellExtension:
@@ -28,15 +26,10 @@ class LazycellExtension:
         self.open_displays: list = []
 
     def load(self) -> None:
-        from lazycell.widgets import install
-
         self.shell.register_magics(self.magics)
         self.debugging.start()
-        # In a front end that shows widgets, %%compute cells get the live panel.
-        self.uninstall_panel = install()
 
     def unload(self) -> None:
-        self.uninstall_panel()
         for display in list(self.open_displays):
             display.__exit__(None, None, None)
         self.open_displays.clear()
@@ -57,7 +50,7 @@ class LazycellExtension:
     @contextmanager
     def progress_display(self) -> Iterator[None]:
         """The cell's progress display, open for the ``with`` block."""
-        display = choose_progress_display(self.shell)
+        display = cell_progress_display(self.shell)
         self.open_displays.append(display)
         try:
             with display:

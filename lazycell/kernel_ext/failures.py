@@ -29,9 +29,8 @@ import sys
 from dataclasses import dataclass
 from types import TracebackType
 
-import lazycell
-
-LAZYCELL_DIR = os.path.dirname(os.path.abspath(lazycell.__file__)) + os.sep
+# lazycell's own folder: this file is lazycell/kernel_ext/failures.py.
+LAZYCELL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def is_lazycell_frame(tb: TracebackType) -> bool:

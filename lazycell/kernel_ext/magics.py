@@ -55,19 +55,19 @@ SCHEDULER_OPTIONS = _each(
             "--workers",
             type=int,
             metavar="N",
-            help="number of threads (threads) or worker processes (processes)",
+            help="number of threads (threads), worker processes (processes) "
+            "or cluster workers (distributed)",
         ),
         argument(
             "--threads-per-worker",
             type=int,
             metavar="N",
-            help="threads in each worker of a local cluster (not sync, threads or processes)",
+            help="threads in each worker of a local cluster (distributed)",
         ),
         argument(
             "--memory-limit",
             metavar="SIZE",
-            help="memory limit of each worker of a local cluster, e.g. 4GB "
-            "(not sync, threads or processes)",
+            help="memory limit of each worker of a local cluster (distributed), e.g. 4GB",
         ),
     ]
 )
@@ -211,8 +211,11 @@ class LazycellMagics(Magics):
                 )
             print(describe_session_scheduler())
             return
-        self._choice(args.name, args.workers, args).make_session_default()
-        print(describe_session_scheduler().splitlines()[0])
+        choice = self._choice(args.name, args.workers, args)
+        try:
+            print(choice.make_session_default())
+        except SchedulerOptionError as exc:
+            raise UsageError(str(exc)) from None
 
     # -- helpers
     @staticmethod

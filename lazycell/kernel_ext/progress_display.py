@@ -1,21 +1,15 @@
-"""Which progress display a ``%%compute`` cell gets: the seam for notebook panels.
+"""The progress display of a ``%%compute`` cell.
 
 ::
 
-    %%compute ──► choose_progress_display(shell)
-                    ├─ each registered factory in turn (newest first): factory(shell)
-                    │   returns a display, or None to pass ("not my front end")
-                    └─ else text_progress_bar(): lc.diagnostics.ProgressBar on stdout
+    %%compute ──► cell_progress_display(shell)
+                    └─ lazycell.widgets.choose_progress_display: the live panel
+                       where widgets show, else the text bar on stdout, hidden
+                       for computes under SHOW_BAR_AFTER_SECONDS
 
     with display:            the display subscribes to the event stream on enter,
-        run the cell         draws on its own thread, and stops on exit
+        run the cell         draws at the stream's deliveries, and stops on exit
                              (normal end, error or interrupt alike)
-
-A display is any context manager. The widgets issue registers a factory that
-returns a notebook panel when the front end can show widgets::
-
-    from lazycell.kernel_ext.progress_display import register_progress_display
-    register_progress_display(panel_if_widgets_available)
 
 The text bar stays quiet while a debugger has stopped the cell's thread
 (``breakpoint()`` in a task on the sync scheduler), so redraws never land in
@@ -26,47 +20,19 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
 
-from lazycell.diagnostics.progress import ProgressBar
-
-ProgressDisplayFactory = Callable[[Any], "AbstractContextManager | None"]
+from lazycell.widgets.display_choice import choose_progress_display
 
 # Computes shorter than this show no bar: quick cells stay uncluttered.
 SHOW_BAR_AFTER_SECONDS = 0.5
 
-_factories: list[ProgressDisplayFactory] = []
 
-
-def register_progress_display(factory: ProgressDisplayFactory) -> Callable[[], None]:
-    """Offer ``factory(shell)`` a say in every cell's display; returns an unregister function.
-
-    The newest factory is asked first; returning ``None`` passes to the next,
-    and to the text bar at the end.
-    """
-    _factories.insert(0, factory)
-
-    def unregister() -> None:
-        if factory in _factories:
-            _factories.remove(factory)
-
-    return unregister
-
-
-def choose_progress_display(shell=None) -> AbstractContextManager:
+def cell_progress_display(shell=None) -> AbstractContextManager:
     """The progress display for one cell in ``shell`` (a kernel or terminal IPython)."""
-    for factory in list(_factories):
-        display = factory(shell)
-        if display is not None:
-            return display
-    return text_progress_bar()
-
-
-def text_progress_bar() -> ProgressBar:
-    """``lc.diagnostics.ProgressBar`` on the current stdout, quiet while debugging."""
-    return ProgressBar(minimum=SHOW_BAR_AFTER_SECONDS, out=StdoutUnlessDebugging())
+    return choose_progress_display(
+        shell, minimum=SHOW_BAR_AFTER_SECONDS, out=StdoutUnlessDebugging()
+    )
 
 
 class StdoutUnlessDebugging:

@@ -21,22 +21,27 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from lazycell import config
-from lazycell.schedulers.select import (
-    WHEN_TO_USE,
+from lazycell.api import get_scheduler, resolve_scheduler
+from lazycell.distributed.client import (
+    describe_shape,
+    local_cluster_client,
+    open_client_of_shape,
+)
+from lazycell.distributed.store import parse_memory_limit
+from lazycell.schedulers.registry import (
     canonical_scheduler_name,
-    resolve_scheduler,
+    scheduler_entries,
+    scheduler_entry,
     scheduler_names_text,
 )
 
-# Local schedulers that run tasks on a pool whose size ``--workers`` sets.
-TAKE_WORKERS = ("threads", "processes")
-LOCAL_CLUSTER_NAMES = ("distributed", "local-cluster", "localcluster", "cluster")
+# The scheduler that --threads-per-worker and --memory-limit shape (a local cluster).
+CLUSTER = "distributed"
 # ``tcp://10.0.0.5:8786``, ``tls://...``, ``10.0.0.5:8786``, ``scheduler-host:8786``
 CLUSTER_ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$", re.IGNORECASE)
 
-# Shown as "(coming)" by %scheduler --list until lazycell.schedulers.select knows them.
+# Shown as "(coming)" by %scheduler --list until the registry knows them.
 COMING_SCHEDULERS = {
-    "distributed": "a dashboard, or big data on one machine: a local cluster",
     "ADDRESS": "beyond one machine: a cluster at an address such as tcp://10.0.0.5:8786",
 }
 
@@ -47,14 +52,18 @@ class SchedulerOptionError(ValueError):
 
 @dataclass(frozen=True)
 class SchedulerChoice:
-    """What a cell asked for: a scheduler name and pool size, or ``None`` for the session's.
+    """What a cell asked for: a scheduler and its shape, or ``None`` for the session's.
 
     Build it with :meth:`from_options`, which checks every option against the
-    scheduler it applies to.
+    scheduler it applies to. For the local cluster (``distributed``) the
+    options are the cluster's shape: the open client is used when it has that
+    shape, else a new one starts when the choice is applied.
     """
 
     scheduler: str | None = None
     num_workers: int | None = None
+    threads_per_worker: int | None = None
+    memory_limit: str | None = None
 
     @classmethod
     def from_options(
@@ -67,40 +76,65 @@ class SchedulerChoice:
         """Check the options of ``%%compute`` / ``%scheduler``; raise SchedulerOptionError."""
         name = None if scheduler is None else scheduler_name_or_error(scheduler)
         effective = name if name is not None else session_scheduler_label()
+        which = f"the {effective} scheduler" if name else f"this session's {effective} scheduler"
         for option, value in (
             ("--threads-per-worker", threads_per_worker),
             ("--memory-limit", memory_limit),
         ):
-            if value is not None:
-                raise SchedulerOptionError(cluster_option_message(option))
-        if workers is not None:
-            if workers < 1:
+            if value is not None and effective != CLUSTER:
                 raise SchedulerOptionError(
-                    f"--workers must be a positive whole number such as 4, not {workers}"
+                    f"{option} applies only to a local cluster (--scheduler {CLUSTER}), "
+                    f"not to {which}"
                 )
-            if not takes_workers(name):
-                which = f"the {effective} scheduler" if name else f"this session's {effective}"
-                why = (
-                    " (it runs every task in the kernel's main thread)"
-                    if effective == "sync"
-                    else ""
-                )
+        for option, value in (("--workers", workers), ("--threads-per-worker", threads_per_worker)):
+            if value is not None and value < 1:
                 raise SchedulerOptionError(
-                    f"--workers does not apply to {which}{why}; it applies to "
-                    f"{' and '.join(TAKE_WORKERS)}"
+                    f"{option} must be a positive whole number such as 4, not {value}"
                 )
-        if name is not None:
+        if memory_limit is not None:
+            try:
+                parse_memory_limit(memory_limit, workers or 1)
+            except ValueError as exc:
+                raise SchedulerOptionError(f"--memory-limit: {exc}") from None
+        if workers is not None and not takes_workers(name):
+            why = " (it runs every task in the kernel's main thread)" if effective == "sync" else ""
+            sized = [entry.name for entry in scheduler_entries() if entry.takes_workers]
+            raise SchedulerOptionError(
+                f"--workers does not apply to {which}{why}; it applies to "
+                f"{', '.join(sized)} and {CLUSTER}"
+            )
+        if effective == CLUSTER:
+            try:  # an open client of another shape: say so now, before the cell runs
+                open_client_of_shape(workers, threads_per_worker, memory_limit)
+            except ValueError as exc:
+                raise SchedulerOptionError(str(exc)) from None
+        elif name is not None:
             check_scheduler_can_run(name, workers)
-        return cls(scheduler=name, num_workers=workers)
+        return cls(name, workers, threads_per_worker, memory_limit)
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the cell runs on the local cluster (chosen here or for the session)."""
+        return (self.scheduler or session_scheduler_label()) == CLUSTER
 
     def config_settings(self) -> dict:
         """The ``lc.config.set`` keywords for what was chosen (nothing else)."""
-        settings = {}
+        settings: dict = {}
         if self.scheduler is not None:
             settings["scheduler"] = self.scheduler
-        if self.num_workers is not None:
+        if self.num_workers is not None and not self.is_cluster:
             settings["num_workers"] = self.num_workers
         return settings
+
+    def cluster_client(self):
+        """The open client of the shape asked for, or a new one (see ``local_cluster_client``)."""
+        try:
+            client = local_cluster_client(
+                self.num_workers, self.threads_per_worker, self.memory_limit
+            )
+        except ValueError as exc:
+            raise SchedulerOptionError(str(exc)) from None
+        return client
 
     @contextmanager
     def applied(self) -> Iterator[None]:
@@ -111,20 +145,30 @@ class SchedulerChoice:
         """
         with ExitStack() as stack:
             stack.enter_context(config.set(**self.config_settings()))
+            if self.is_cluster:
+                # Started inside the block: a client made default here stops
+                # being the default when the block ends, yet stays open for reuse.
+                self.cluster_client()
             dask = sys.modules.get("dask")
             if dask is not None and hasattr(dask, "config"):
-                from lazycell.graph.compute import get_scheduler
-
                 stack.enter_context(dask.config.set(scheduler=get_scheduler()))
             yield
 
-    def make_session_default(self) -> None:
+    def make_session_default(self) -> str:
         """``%scheduler NAME``: set scheduler and pool size for the rest of the session.
 
         Settings not given return to their defaults, so ``%scheduler processes``
-        after ``%scheduler threads -n 8`` uses one worker per core again.
+        after ``%scheduler threads -n 8`` uses one worker per core again. For
+        the local cluster, its client (reused or started) becomes the default.
+        Returns a line saying what was done.
         """
+        if self.scheduler == CLUSTER:
+            client = self.cluster_client()
+            config.set(scheduler=CLUSTER, num_workers=None)
+            shape = describe_shape(client.cluster)
+            return f"lazycell scheduler for this session: {CLUSTER} ({shape})"
         config.set(scheduler=self.scheduler, num_workers=self.num_workers)
+        return describe_session_scheduler().splitlines()[0]
 
 
 def scheduler_name_or_error(name: str) -> str:
@@ -134,16 +178,10 @@ def scheduler_name_or_error(name: str) -> str:
         return canonical_scheduler_name(text)
     except ValueError:
         pass
-    if text.lower() in LOCAL_CLUSTER_NAMES:
-        raise SchedulerOptionError(
-            f"the {text!r} scheduler (a local cluster with a dashboard) is not available "
-            "yet; it is coming in a later release. Use threads or processes for now "
-            "(see %scheduler --list)"
-        )
     if CLUSTER_ADDRESS.match(text):
         raise SchedulerOptionError(
             f"connecting to a cluster at {text!r} is not available yet; it is coming in "
-            "a later release. Use threads or processes on this machine for now "
+            f"a later release. On this machine, use threads, processes or {CLUSTER} "
             "(see %scheduler --list)"
         )
     raise SchedulerOptionError(
@@ -156,40 +194,16 @@ def check_scheduler_can_run(name: str, workers: int | None) -> None:
     """Fail now, before the cell runs, if the scheduler cannot be set up (no pool starts)."""
     try:
         resolve_scheduler(name, workers)
-    except ValueError as exc:  # e.g. 'distributed' with no open lc.Client
+    except ValueError as exc:
         raise SchedulerOptionError(str(exc)) from None
-
-
-def local_cluster_available() -> bool:
-    """Whether this lazycell has the local cluster scheduler (``distributed``)."""
-    try:
-        canonical_scheduler_name("distributed")
-    except ValueError:
-        return False
-    return True
-
-
-def cluster_option_message(option: str) -> str:
-    """Why ``--threads-per-worker`` / ``--memory-limit`` cannot apply to a cell's scheduler."""
-    if local_cluster_available():
-        keyword = option.lstrip("-").replace("-", "_")
-        return (
-            f"{option} applies only to a local cluster, and is set when the cluster starts: "
-            f"lc.Client({keyword}=...); sync, threads and processes do not take it"
-        )
-    return (
-        f"{option} applies only to the local cluster scheduler (distributed), which is "
-        "not available yet; sync, threads and processes do not take it"
-    )
 
 
 def takes_workers(name: str | None) -> bool:
     """Whether ``--workers`` applies to ``name`` (``None``: the session's scheduler)."""
-    if name is not None:
-        return name in TAKE_WORKERS
-    current = config.get("scheduler")
+    current = name if name is not None else config.get("scheduler")
     if isinstance(current, str):
-        return current in TAKE_WORKERS
+        entry = scheduler_entry(current)
+        return entry.takes_workers or entry.name == CLUSTER
     return isinstance(current, Executor)  # a get-function has no pool we size
 
 
@@ -219,7 +233,8 @@ def describe_session_scheduler() -> str:
             where = f"{n} worker process{'es' if n != 1 else ''}"
         else:
             where = f"{n} worker{'s' if n != 1 else ''}"
-        if scheduler.name in TAKE_WORKERS and config.get("num_workers") is None:
+        entry = scheduler_entry_or_none(scheduler.name)
+        if entry is not None and entry.takes_workers and config.get("num_workers") is None:
             where += ", one per core"
     return (
         f"lazycell scheduler for this session: {label} ({where})\n"
@@ -229,14 +244,18 @@ def describe_session_scheduler() -> str:
     )
 
 
+def scheduler_entry_or_none(name: str):
+    """The registry's entry for ``name``, or None for a scheduler object of the user's."""
+    try:
+        return scheduler_entry(name)
+    except ValueError:
+        return None
+
+
 def scheduler_guide_text() -> str:
     """What ``%scheduler --list`` prints: each scheduler and when to use it."""
-    rows = list(WHEN_TO_USE.items())
-    rows += [
-        (name, f"(coming) {when}")
-        for name, when in COMING_SCHEDULERS.items()
-        if name not in WHEN_TO_USE
-    ]
+    rows = [(entry.name, entry.when_to_use) for entry in scheduler_entries()]
+    rows += [(name, f"(coming) {when}") for name, when in COMING_SCHEDULERS.items()]
     width = max(len(name) for name, _ in rows)
     lines = ["Schedulers for %%compute --scheduler NAME and %scheduler NAME:"]
     lines += [f"  {name:<{width}}  {when}" for name, when in rows]

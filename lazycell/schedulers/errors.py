@@ -16,22 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
+from lazycell.events.failure import RemoteTraceback
 from lazycell.graph.spec import TaskSpec, describe_task, run_task
-
-
-class TaskError(Exception):
-    """A task failed with an exception that could not be brought back as itself."""
-
-
-class RemoteTraceback(Exception):
-    """Carries the text of a traceback from a worker process (shown as the cause)."""
-
-    def __init__(self, text: str):
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return "\n\n--- traceback in the worker ---\n" + self.text.rstrip()
 
 
 def annotate_task_error(
@@ -91,59 +77,6 @@ def rerun_locally_and_raise(exc: BaseException, key, spec: TaskSpec, inputs: dic
     if hasattr(exc, "add_note"):
         exc.add_note(note)
     raise exc
-
-
-class SerializationError(TypeError):
-    """A task's function, argument or result could not be pickled for another process."""
-
-
-class WorkerDiedError(RuntimeError):
-    """A worker process died while running tasks of this compute."""
-
-
-def rebuild_remote_exception(payload: tuple) -> BaseException:
-    """Turn a worker's failure payload back into the user's exception.
-
-    ``payload`` is ``(exception or None, traceback text, type name, message)``.
-    The exception comes back as itself when it pickles; otherwise as the same
-    type rebuilt from its message when that works, else as :class:`TaskError`.
-    The remote traceback is attached as the cause, the way
-    ``concurrent.futures`` shows errors from process pools.
-    """
-    exc, tb_text, type_name, message = payload
-    if exc is None:
-        exc = _same_type_from_message(type_name, message)
-    # tblib (installed by dask) pickles the worker's frames too; the remote
-    # traceback text below already shows them, and twice is noise.
-    exc = exc.with_traceback(None)
-    try:
-        exc.lazycell_in_worker = True
-    except AttributeError:
-        pass
-    if tb_text:
-        exc.__cause__ = RemoteTraceback(tb_text)
-        try:
-            exc.lazycell_remote_traceback = tb_text
-        except AttributeError:
-            pass
-    return exc
-
-
-def _same_type_from_message(type_name: str, message: str) -> BaseException:
-    if type_name == "lazycell.SerializationError":
-        return SerializationError(message)
-    module_name, _, qualname = type_name.rpartition(".")
-    try:
-        import importlib
-
-        obj = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        if isinstance(obj, type) and issubclass(obj, BaseException):
-            return obj(message)
-    except Exception:
-        pass
-    return TaskError(f"{type_name}: {message}")
 
 
 def describe_exit(proc) -> str:

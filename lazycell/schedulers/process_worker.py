@@ -10,9 +10,9 @@
     ("stop",)                           ─────────► exit
 
 Each result item is ``(key, ok, payload, start, stop)``; ``payload`` is the
-result, or for a failure ``(exception or None, traceback text, type name,
-message)``. Results of a batch are sent as they accumulate, at least every
-50 ms, so the kernel's progress moves during long batches.
+result, or for a failure a :class:`lazycell.events.Failure`. Results of a
+batch are sent as they accumulate, at least every 50 ms, so the kernel's
+progress moves during long batches.
 
 Started as ``python -m lazycell.schedulers.process_worker FD`` (not through
 ``multiprocessing``), so the user's ``__main__`` is never re-imported and no
@@ -29,8 +29,9 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from multiprocessing.connection import Connection
+
+from lazycell.events.failure import Failure
 
 FLUSH_INTERVAL = 0.05
 
@@ -40,25 +41,6 @@ def _exit_when_orphaned(parent_pid: int) -> None:
         time.sleep(0.5)
         if os.getppid() != parent_pid:
             os._exit(0)
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback from the user's code on: frames of this package left out."""
-    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(package_dir):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
-
-
-def _failure_payload(exc: BaseException) -> tuple:
-    try:
-        pickle.dumps(exc)
-        picklable = exc
-    except Exception:
-        picklable = None
-    type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    return (picklable, _user_traceback(exc), type_name, str(exc))
 
 
 def _send_results(conn: Connection, dumps, batch_id, done: bool, items: list) -> None:
@@ -80,8 +62,7 @@ def _send_results(conn: Connection, dumps, batch_id, done: bool, items: list) ->
                 f"cannot be pickled to send it back from the worker process ({exc}); "
                 "return picklable data, or use the threads scheduler"
             )
-            failure = (None, "", "lazycell.SerializationError", message)
-            safe.append((key, False, failure, start, stop))
+            safe.append((key, False, Failure.serialization(message), start, stop))
     conn.send_bytes(dumps(("results", batch_id, done, safe)))
 
 
@@ -111,7 +92,8 @@ def serve(conn: Connection) -> None:
                     result = run_task(spec, inputs)
                     items.append((key, True, result, start, time.perf_counter()))
                 except Exception as exc:
-                    items.append((key, False, _failure_payload(exc), start, time.perf_counter()))
+                    failure = Failure.from_exception(exc)
+                    items.append((key, False, failure, start, time.perf_counter()))
                     break  # the kernel stops the compute at the first failure
                 now = time.perf_counter()
                 if now - last_flush > FLUSH_INTERVAL and len(items) < len(tasks):

@@ -48,16 +48,13 @@ from multiprocessing.connection import Connection, wait
 
 import cloudpickle
 
-from lazycell.diagnostics.events import BUS
+from lazycell.events import BUS, SerializationError, WorkerDiedError
 from lazycell.graph.spec import ALIAS, DATA, TaskSpec, describe_task, run_task
 from lazycell.schedulers.core import GraphRun, order_graph
 from lazycell.schedulers.errors import (
-    SerializationError,
-    WorkerDiedError,
     annotate_task_error,
     describe_exit,
     make_rerun,
-    rebuild_remote_exception,
     rerun_locally_and_raise,
 )
 from lazycell.schedulers.spawn import spawn_worker
@@ -354,7 +351,7 @@ class _ProcessRun:
         for key, ok, payload, start, stop in items:
             if not ok:
                 if recorder is not None:
-                    recorder.erred(key, worker.name, start, stop, _error_label(payload))
+                    recorder.erred(key, worker.name, start, stop, payload.label())
                 return key, payload
             if recorder is not None:
                 recorder.started(key, worker.name, start)
@@ -382,7 +379,7 @@ class _ProcessRun:
         state = self.state
         spec = state.graph[key]
         inputs = state.inputs_of(key)
-        exc = rebuild_remote_exception(payload)
+        exc = payload.rebuild()
         annotate_task_error(exc, key, spec, "processes", make_rerun(spec, inputs))
         if rerun_exceptions_locally:
             rerun_locally_and_raise(exc, key, spec, inputs, "processes")
@@ -392,8 +389,3 @@ class _ProcessRun:
         for worker in list(self.pool.workers):
             if any(b in self.batches for b in worker.in_flight):
                 self.pool.replace(worker)
-
-
-def _error_label(payload) -> BaseException:
-    exc, _, type_name, message = payload
-    return exc if exc is not None else RuntimeError(f"{type_name}: {message}")

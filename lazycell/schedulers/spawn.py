@@ -16,13 +16,12 @@ import os
 import subprocess
 import sys
 
-import lazycell
-
 
 def spawn_worker(module: str, child_fd: int) -> subprocess.Popen:
     """Start ``python -m module child_fd this_pid``; ``child_fd`` is inherited."""
     env = dict(os.environ)
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(lazycell.__file__)))
+    # The folder that holds the lazycell package: this file is lazycell/schedulers/spawn.py.
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
     return subprocess.Popen(
         [sys.executable, "-m", module, str(child_fd), str(os.getpid())],

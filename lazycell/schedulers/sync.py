@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from time import perf_counter
 
-from lazycell.diagnostics.events import BUS, estimate_nbytes
+from lazycell.events import BUS, estimate_nbytes
 from lazycell.graph.spec import CALL, Ref, TaskSpec, run_task
 from lazycell.schedulers.core import order_and_count_dependents
 from lazycell.schedulers.errors import annotate_task_error, make_rerun

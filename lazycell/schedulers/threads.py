@@ -30,7 +30,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Executor
 from time import perf_counter
 
-from lazycell.diagnostics.events import BUS, estimate_nbytes
+from lazycell.events import BUS, estimate_nbytes
 from lazycell.graph.spec import TaskSpec, run_task
 from lazycell.schedulers.core import GraphRun, order_and_count_dependents, order_graph
 from lazycell.schedulers.errors import annotate_task_error, make_rerun, rerun_locally_and_raise

@@ -11,8 +11,12 @@ panel still works.
 from __future__ import annotations
 
 import ipywidgets as widgets
-import numpy as np
 import plotly.graph_objects as go
+
+try:  # optional: plotly takes numpy arrays whole, lists item by item (both work)
+    import numpy as np
+except ImportError:
+    np = None
 
 
 def figure_widget_available() -> bool:
@@ -45,14 +49,15 @@ class LiveChart:
         figure = self.figure
         if figure is None:
             return
-        # As numpy arrays, plotly checks and copies the data whole, not item by item.
-        traces = [
-            {
-                name: np.asarray(value) if name in DATA_PROPERTIES else value
-                for name, value in t.items()
-            }
-            for t in traces
-        ]
+        if np is not None:
+            # As numpy arrays, plotly checks and copies the data whole, not item by item.
+            traces = [
+                {
+                    name: np.asarray(value) if name in DATA_PROPERTIES else value
+                    for name, value in t.items()
+                }
+                for t in traces
+            ]
         if [t.name for t in figure.data] != [t["name"] for t in traces]:
             with figure.batch_update():
                 figure.data = ()

@@ -23,11 +23,9 @@ import html
 
 import ipywidgets as widgets
 
-from lazycell.diagnostics.workers import WorkerMemory
+from lazycell.diagnostics.workers import DANGER_FRACTION, WARN_FRACTION, WorkerMemory
 from lazycell.widgets.rows import BarNamedRow, reuse_rows
 
-WARN_FRACTION = 0.6
-DANGER_FRACTION = 0.85
 NAME_WIDTH = "150px"
 
 

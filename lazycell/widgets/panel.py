@@ -47,7 +47,7 @@ from lazycell.diagnostics.figures import (
     task_stream_traces,
 )
 from lazycell.diagnostics.resources import DEFAULT_INTERVAL, ResourceSampler, total_memory
-from lazycell.diagnostics.workers import worker_processes
+from lazycell.diagnostics.workers import WorkerMemory, worker_memory_from_info, worker_processes
 from lazycell.widgets.charts import LiveChart
 from lazycell.widgets.memory_view import MemoryView
 from lazycell.widgets.progress_view import ProgressView
@@ -127,8 +127,6 @@ class ComputePanel:
 
     def _show_memory(self, state: ComputeState) -> None:
         if state.scheduler == "distributed":  # the cluster's workers, as it accounts for them
-            from lazycell.diagnostics.workers import cluster_worker_memory
-
             self.memory.show_cluster(cluster_worker_memory())
             return
         processes = self._processes.get(state.compute_id)
@@ -190,3 +188,15 @@ class ComputePanel:
                 "model_id": self.widget.model_id,
             },
         }
+
+
+def cluster_worker_memory() -> dict[str, WorkerMemory]:
+    """``{worker name: WorkerMemory}`` of the current client's cluster; {} without one."""
+    # Imported here: the cluster's modules load only once a compute ran on it.
+    from lazycell.distributed.client import current_client
+
+    try:
+        info = current_client().scheduler_info()
+    except (ValueError, RuntimeError):  # no open client, or it closed meanwhile
+        return {}
+    return worker_memory_from_info(info)

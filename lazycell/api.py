@@ -1,19 +1,27 @@
 """Running graphs: ``compute``, ``persist``, ``get``, ``graph_of``, ``get_scheduler``.
 
 Everything funnels into :func:`run_graph` — specs in, ``{key: result}`` out, on
-the scheduler chosen by the per-call argument or ``lc.config``. Dask objects
-are converted at this boundary (and only here is dask imported, when the user
-hands us a dask object).
+the scheduler chosen by the per-call argument or ``lc.config`` and made by
+the scheduler registry (:func:`resolve_scheduler`). Dask objects are
+converted at this boundary (``lazycell.graph.collect``), and dask is
+imported only when the user hands us a dask object.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from lazycell.graph.delayed import Delayed, _is_dask_collection
+from lazycell import config
+from lazycell.graph.collect import collect, repack
+from lazycell.graph.dask_collections import is_dask_collection
+from lazycell.graph.delayed import Delayed
 from lazycell.graph.spec import TaskSpec, data_spec, specs_from_dask
-from lazycell.schedulers.select import resolve_scheduler
+from lazycell.schedulers.executor import ExecutorScheduler
+from lazycell.schedulers.get_function import GetFunctionScheduler
+from lazycell.schedulers.registry import Scheduler, scheduler_entry, scheduler_names_text
+from lazycell.schedulers.threads import ThreadsScheduler
 
 RUN_OPTIONS = ("num_workers", "rerun_exceptions_locally")
 
@@ -27,6 +35,37 @@ def _check_options(options: dict, where: str) -> None:
         )
 
 
+def resolve_scheduler(scheduler=None, num_workers: int | None = None) -> Scheduler:
+    """The scheduler object for ``scheduler`` (a name, executor, get-function or None).
+
+    Making one starts nothing: pools and workers start when it first runs.
+    A name no scheduler has, or one that cannot run now (``"distributed"``
+    without an open client), is a ValueError that says what fits.
+    """
+    if scheduler is None:
+        scheduler = config.get("scheduler")
+    if num_workers is not None:
+        num_workers = config.validate("num_workers", num_workers, "num_workers=")
+    else:
+        num_workers = config.get("num_workers")
+    if isinstance(scheduler, str):
+        return scheduler_entry(scheduler).make(num_workers, config.get("pool"))
+    if isinstance(scheduler, ThreadPoolExecutor):
+        return ThreadsScheduler(num_workers, pool=scheduler)
+    if isinstance(scheduler, Executor):
+        return ExecutorScheduler(scheduler, num_workers)
+    if hasattr(scheduler, "graph_runner"):  # a lazycell Client
+        return scheduler.graph_runner()
+    if hasattr(scheduler, "run") and hasattr(scheduler, "name"):
+        return scheduler
+    if callable(scheduler):
+        return GetFunctionScheduler(scheduler)
+    raise ValueError(
+        f"cannot use {scheduler!r} as a scheduler: pass a name ({scheduler_names_text()}), "
+        "a concurrent.futures.Executor, or a dask-style get-function"
+    )
+
+
 def run_graph(graph: Mapping[Hashable, TaskSpec], outputs: list, scheduler=None, **options) -> dict:
     """Run ``graph`` for ``outputs`` on ``scheduler``; returns ``{key: result}``."""
     _check_options(options, "compute")
@@ -36,34 +75,6 @@ def run_graph(graph: Mapping[Hashable, TaskSpec], outputs: list, scheduler=None,
     )
 
 
-# ---------------------------------------------------------------- finding lazy objects
-
-
-def _find_lazy(obj, lazy: list, dask_colls: list) -> None:
-    """Collect the lazy objects in ``obj`` (nested in lists, tuples, dicts, sets)."""
-    if isinstance(obj, Delayed):
-        lazy.append(obj)
-    elif _is_dask_collection(obj):
-        dask_colls.append(obj)
-    elif type(obj) in (list, tuple, set, frozenset):
-        for item in obj:
-            _find_lazy(item, lazy, dask_colls)
-    elif type(obj) is dict:
-        for item in obj.values():
-            _find_lazy(item, lazy, dask_colls)
-
-
-def _repack(obj, results_by_id: dict):
-    if id(obj) in results_by_id and (isinstance(obj, Delayed) or _is_dask_collection(obj)):
-        return results_by_id[id(obj)]
-    t = type(obj)
-    if t in (list, tuple, set, frozenset):
-        return t(_repack(item, results_by_id) for item in obj)
-    if t is dict:
-        return {k: _repack(v, results_by_id) for k, v in obj.items()}
-    return obj
-
-
 def graph_of(*objs) -> dict:
     """The task graph behind lazy objects: ``{key: TaskSpec}``.
 
@@ -71,83 +82,7 @@ def graph_of(*objs) -> dict:
     >>> len(g)
     2
     """
-    lazy: list = []
-    dask_colls: list = []
-    for obj in objs:
-        _find_lazy(obj, lazy, dask_colls)
-    graph = collect_graph(lazy)
-    if dask_colls:
-        dask_graph, _ = _dask_graph_and_keys(dask_colls, optimize_graph=True)
-        graph.update(dask_graph)
-    return graph
-
-
-def collect_graph(roots: list) -> dict:
-    """Walk ``Delayed`` dependencies once (iteratively) into ``{key: spec}``."""
-    graph: dict = {}
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        key = node._lazycell_key
-        if key in graph:
-            continue
-        graph[key] = node._spec
-        for dep in node._dependencies:
-            if dep._lazycell_key not in graph:
-                stack.append(dep)
-    return graph
-
-
-def _dask_graph_and_keys(collections: list, optimize_graph: bool) -> tuple[dict, list]:
-    """Convert dask collections to specs; one output key per collection (finalized)."""
-    from dask._expr import FinalizeCompute
-    from dask.base import collections_to_expr
-    from dask.core import flatten
-
-    expr = FinalizeCompute(collections_to_expr(list(collections), optimize_graph)).optimize()
-    keys = list(flatten(expr.__dask_keys__()))
-    if len(keys) != len(collections):
-        raise RuntimeError(
-            f"lazycell: expected one finalized key per dask collection, got {len(keys)} "
-            f"for {len(collections)}; please report this with your dask version"
-        )
-    return specs_from_dask(expr.__dask_graph__()), keys
-
-
-def delayed_from_dask(collection) -> Delayed:
-    """A lazycell ``Delayed`` for the finalized value of a dask collection."""
-    graph, (key,) = _dask_graph_and_keys([collection], optimize_graph=True)
-    return _GraphDelayed(key, graph)
-
-
-class _GraphDelayed(Delayed):
-    """A Delayed standing for the output ``key`` of an already-converted graph."""
-
-    __slots__ = ("_graph",)
-
-    def __init__(self, key, graph: dict):
-        super().__init__(key, graph[key], ())
-        object.__setattr__(self, "_graph", graph)
-
-
-def _graph_with_foreign(lazy: list) -> dict:
-    graph = collect_graph(lazy)
-    # Delayed objects built from dask collections carry their whole sub-graph.
-    stack = list(lazy)
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, _GraphDelayed):
-            for k, v in node._graph.items():
-                graph.setdefault(k, v)
-        stack.extend(node._dependencies)
-    return graph
-
-
-# ------------------------------------------------------------------------ public API
+    return collect(objs, optimize_graph=True).graph
 
 
 def compute(*args, scheduler=None, optimize_graph: bool = True, **options) -> tuple:
@@ -167,24 +102,12 @@ def compute(*args, scheduler=None, optimize_graph: bool = True, **options) -> tu
     >>> a, b = lc.compute(inc(1), inc(2), scheduler="sync")
     """
     _check_options(options, "compute")
-    lazy: list = []
-    dask_colls: list = []
-    for obj in args:
-        _find_lazy(obj, lazy, dask_colls)
-    if not lazy and not dask_colls:
+    collected = collect(args, optimize_graph)
+    if not collected.found:
         return args
-    graph = _graph_with_foreign(lazy)
-    outputs = list(dict.fromkeys(obj._lazycell_key for obj in lazy))
-    dask_keys: list = []
-    if dask_colls:
-        dask_graph, dask_keys = _dask_graph_and_keys(dask_colls, optimize_graph)
-        graph.update(dask_graph)
-        outputs.extend(k for k in dask_keys if k not in outputs)
-    results = run_graph(graph, outputs, scheduler, **options)
-    by_id = {id(obj): results[obj._lazycell_key] for obj in lazy}
-    for coll, key in zip(dask_colls, dask_keys):
-        by_id[id(coll)] = results[key]
-    return tuple(_repack(obj, by_id) for obj in args)
+    results = run_graph(collected.graph, collected.outputs(), scheduler, **options)
+    by_id = collected.results_by_id(results)
+    return tuple(repack(obj, by_id) for obj in args)
 
 
 def persist(*args, scheduler=None, **options) -> tuple:
@@ -201,7 +124,7 @@ def persist(*args, scheduler=None, **options) -> tuple:
     for obj in args:
         if isinstance(obj, Delayed):
             out.append(Delayed(obj.key, data_spec(held[id(obj)]), (), obj._length))
-        elif _is_dask_collection(obj):
+        elif is_dask_collection(obj):
             import dask
 
             (persisted,) = dask.persist(obj, scheduler=get_scheduler(scheduler, **options))

@@ -1,0 +1,159 @@
+"""Every scheduler's name, aliases and maker, in one place.
+
+A scheduler is any object with the :class:`Scheduler` shape: ``name``,
+``n_workers`` and ``run(graph, outputs, *, rerun_exceptions_locally=False)``
+returning ``{key: result}``. The registry maps names a user may type
+(``"threads"``, ``"threading"``...) to one canonical name, and a canonical
+name to an :class:`SchedulerEntry` that says when to use it and how to make
+it. Config, ``lc.compute``, the magics and ``%scheduler --list`` all ask
+here; none keeps a list of its own.
+
+The local schedulers register below; schedulers from higher layers (the
+local cluster, ``"distributed"``) register from the package's top, where a
+lazy maker imports them only when first used::
+
+    register_scheduler("distributed", make_cluster_scheduler,
+                       aliases=("cluster",), when_to_use="...")
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
+
+from lazycell.graph.spec import TaskSpec
+from lazycell.schedulers.sync import SyncScheduler
+from lazycell.schedulers.threads import ThreadsScheduler
+
+
+class Scheduler(Protocol):
+    """What ``lc.compute`` needs of a scheduler."""
+
+    name: str
+    n_workers: int
+
+    def run(
+        self,
+        graph: Mapping[Hashable, TaskSpec],
+        outputs: list,
+        *,
+        rerun_exceptions_locally: bool = False,
+    ) -> dict: ...
+
+
+# ``make(num_workers, pool)``: num_workers is None for "one per core"; pool is
+# the configured Executor (threads only), else None.
+SchedulerMaker = Callable[[int | None, Executor | None], Scheduler]
+
+
+@dataclass(frozen=True)
+class SchedulerEntry:
+    """One registered scheduler."""
+
+    name: str  # canonical
+    aliases: tuple[str, ...]
+    when_to_use: str  # one line for %scheduler --list
+    takes_workers: bool  # whether num_workers / --workers sizes it
+    make: SchedulerMaker
+
+
+_entries: dict[str, SchedulerEntry] = {}
+_aliases: dict[str, str] = {}
+_lock = threading.Lock()
+
+
+def register_scheduler(
+    name: str,
+    make: SchedulerMaker,
+    *,
+    aliases: tuple[str, ...] = (),
+    when_to_use: str = "",
+    takes_workers: bool = False,
+) -> SchedulerEntry:
+    """Make ``name`` (and its aliases) a scheduler users can choose; returns its entry.
+
+    Registering a name again replaces its entry; an alias already taken by
+    another scheduler is a ValueError.
+    """
+    entry = SchedulerEntry(name, tuple(aliases), when_to_use, takes_workers, make)
+    with _lock:
+        for alias in (name, *aliases):
+            owner = _aliases.get(alias.lower())
+            if owner is not None and owner != name:
+                raise ValueError(f"scheduler name {alias!r} is taken by {owner!r}")
+        _entries[name] = entry
+        for alias in (name, *aliases):
+            _aliases[alias.lower()] = name
+    return entry
+
+
+def scheduler_entries() -> list[SchedulerEntry]:
+    """Every registered scheduler, in the order registered."""
+    with _lock:
+        return list(_entries.values())
+
+
+def scheduler_entry(name: str) -> SchedulerEntry:
+    """The entry of a name or alias; ValueError listing the valid names otherwise."""
+    return _entries[canonical_scheduler_name(name)]
+
+
+def scheduler_names_text() -> str:
+    """Every name a user may type, for error messages: ``"distributed, processes, ..."``."""
+    with _lock:
+        return ", ".join(sorted(_aliases))
+
+
+def canonical_scheduler_name(name: str) -> str:
+    """``"threading"`` -> ``"threads"``; ValueError listing the valid names otherwise."""
+    canonical = _aliases.get(name.strip().lower())
+    if canonical is None:
+        raise ValueError(
+            f"unknown scheduler {name!r}; valid names are {scheduler_names_text()}, "
+            "or pass a concurrent.futures.Executor or a dask-style get-function"
+        )
+    return canonical
+
+
+# ------------------------------------------------------------------ the local schedulers
+
+
+def _make_sync(num_workers: int | None, pool: Executor | None) -> Scheduler:
+    return SyncScheduler()
+
+
+def _make_threads(num_workers: int | None, pool: Executor | None) -> Scheduler:
+    return ThreadsScheduler(num_workers, pool=pool)
+
+
+def _make_processes(num_workers: int | None, pool: Executor | None) -> Scheduler:
+    # Imported on first use: cloudpickle and the pool's machinery are not part
+    # of ``import lazycell`` (every worker process imports lazycell too).
+    from lazycell.schedulers.processes import ProcessesScheduler
+
+    return ProcessesScheduler(num_workers)
+
+
+register_scheduler(
+    "sync",
+    _make_sync,
+    aliases=("synchronous", "single-threaded"),
+    when_to_use="debugging: one task at a time in the calling thread, real frames for pdb",
+)
+register_scheduler(
+    "threads",
+    _make_threads,
+    aliases=("threading",),
+    when_to_use="numeric work that releases the GIL (NumPy, pandas, I/O); the default",
+    takes_workers=True,
+)
+register_scheduler(
+    "processes",
+    _make_processes,
+    aliases=("multiprocessing",),
+    when_to_use="pure-Python CPU work that holds the GIL; inputs and results are pickled",
+    takes_workers=True,
+)
