@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINTED := lazycell tests benchmarks
+# Packages mypy checks; $(wildcard) drops one that does not exist (yet).
+TYPED := $(wildcard lazycell/graph lazycell/schedulers lazycell/events)
+MYPY := $(BIN)/mypy $(TYPED)
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test test-fast bench lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,15 +25,24 @@ demo: $(STAMP)  ## one graph on each scheduler, then run the quickstart notebook
 		--ExecutePreprocessor.store_widget_state=False
 	@echo "executed notebook: build/quickstart.executed.ipynb (open it in JupyterLab to see the panels)"
 
-test: $(STAMP)  ## the whole test suite (what CI runs)
+test: $(STAMP)  ## the whole test suite (what CI runs); browser tests need chromium
+	@bash scripts/install-chromium || true
 	$(BIN)/python -m pytest -ra
 
-bench: $(STAMP)  ## lazycell vs dask, same run, printed as a table
-	$(BIN)/python benchmarks/bench_schedulers.py
+test-fast: $(STAMP)  ## the edit loop: everything but the slow and browser tests
+	$(BIN)/python -m pytest -ra -m "not slow and not browser"
 
-lint: $(STAMP)
-	$(BIN)/ruff check lazycell tests benchmarks
-	$(BIN)/ruff format --check lazycell tests benchmarks
+bench: $(STAMP)  ## lazycell vs dask, same run, printed as tables
+	$(BIN)/python benchmarks/bench_schedulers.py
+	$(BIN)/python benchmarks/bench_import.py
+
+lint: $(STAMP)  ## ruff (lint and format) on everything, mypy on $(TYPED)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(MYPY)
+
+typecheck: $(STAMP)  ## mypy alone (also the pre-commit hook)
+	$(MYPY)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -55,6 +55,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from time import perf_counter
 
@@ -236,7 +237,9 @@ class EventBus:
         with self._lock:
             listeners = list(self._listeners)
             raw_listeners = list(self._raw_listeners)
-        calls = [(listener, (recorder, batch)) for listener in raw_listeners]
+        calls: list[tuple[Callable, tuple]] = [
+            (listener, (recorder, batch)) for listener in raw_listeners
+        ]
         if listeners:
             events = recorder._events_from_batch(batch)
             if events:

@@ -148,10 +148,10 @@ def to_task_argument(obj, dependencies: list):
             return obj
         return items if t is list else t(items)
     if t is dict:
-        items = {k: to_task_argument(v, dependencies) for k, v in obj.items()}
-        if all(items[k] is v for k, v in obj.items()):
+        values = {k: to_task_argument(v, dependencies) for k, v in obj.items()}
+        if all(values[k] is v for k, v in obj.items()):
             return obj
-        return items
+        return values
     if is_dask_collection(obj):
         lazy = delayed_from_dask(obj)
         dependencies.append(lazy)
@@ -162,7 +162,7 @@ def to_task_argument(obj, dependencies: list):
 def _unique_dependencies(dependencies: list) -> tuple:
     if len(dependencies) < 2:
         return tuple(dependencies)
-    seen = {}
+    seen: dict = {}
     for d in dependencies:
         seen.setdefault(d._lazycell_key, d)
     return tuple(seen.values())
@@ -287,15 +287,13 @@ for _name, _op in [
 ]:
     setattr(Delayed, f"__{_name}__", _binary(_op, _name)[0])
 
-for _name, _op in [
+for _name, _unary_op in [
     ("neg", operator.neg),
     ("pos", operator.pos),
     ("abs", operator.abs),
     ("invert", operator.invert),
 ]:
-    setattr(Delayed, f"__{_name}__", _unary(_op, _name))
-
-Delayed.__hash__ = lambda self: hash(self._lazycell_key)  # __eq__ above would unset it
+    setattr(Delayed, f"__{_name}__", _unary(_unary_op, _name))
 
 
 def delayed_from_dask(collection) -> Delayed:

@@ -15,25 +15,33 @@ and attributes that the IPython extension uses to re-run the task in place:
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 from lazycell.events.failure import RemoteTraceback
 from lazycell.graph.spec import TaskSpec, describe_task, run_task
 
+E = TypeVar("E", bound=BaseException)
+
 
 def annotate_task_error(
-    exc: BaseException,
+    exc: E,
     key: Hashable,
     spec: TaskSpec | None,
     scheduler: str,
     rerun: Callable[[], object] | None = None,
-) -> BaseException:
+) -> E:
     """Name the failed task on ``exc`` (once) and keep how to re-run it."""
     if getattr(exc, "lazycell_task_key", None) is None:
         note = f"lazycell: {describe_task(key, spec)} failed on the {scheduler} scheduler"
+        function = spec.function_name if spec is not None else None
+        named = {
+            "lazycell_task_key": key,
+            "lazycell_function": function,
+            "lazycell_scheduler": scheduler,
+        }
         try:
-            exc.lazycell_task_key = key
-            exc.lazycell_function = spec.function_name if spec is not None else None
-            exc.lazycell_scheduler = scheduler
+            for attribute, value in named.items():
+                setattr(exc, attribute, value)
         except AttributeError:  # exceptions with __slots__
             pass
         if hasattr(exc, "add_note"):
@@ -42,7 +50,7 @@ def annotate_task_error(
             exc.args = (note, *exc.args)
     if rerun is not None:
         try:
-            exc.lazycell_rerun = rerun
+            exc.lazycell_rerun = rerun  # type: ignore[attr-defined]
         except AttributeError:
             pass
     return exc

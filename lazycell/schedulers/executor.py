@@ -20,6 +20,7 @@ import os
 import queue
 from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Executor
+from functools import partial
 from time import perf_counter
 
 from lazycell.events import BUS
@@ -52,7 +53,7 @@ class ExecutorScheduler:
         order = order_graph(graph, outputs)
         state = GraphRun(graph, order, outputs)
         completed: queue.SimpleQueue = queue.SimpleQueue()
-        futures = {}
+        futures: dict = {}
         with BUS.recording(order, self.name, self.n_workers) as recorder:
             try:
                 self._drive(state, recorder, completed, futures, rerun_exceptions_locally)
@@ -73,7 +74,7 @@ class ExecutorScheduler:
                     continue
                 future = self.executor.submit(_timed_run_task, spec, state.inputs_of(key))
                 futures[key] = future
-                future.add_done_callback(lambda f, key=key: completed.put((key, f)))
+                future.add_done_callback(partial(_put_done, completed, key))
             if state.all_done:
                 break
             key, future = completed.get()
@@ -100,3 +101,8 @@ def _timed_run_task(spec: TaskSpec, inputs: dict):
     start = perf_counter()
     result = run_task(spec, inputs)
     return result, start, perf_counter(), f"pid-{os.getpid()}"
+
+
+def _put_done(completed: queue.SimpleQueue, key, future) -> None:
+    """A future's done-callback: hand ``(key, future)`` to the driving thread."""
+    completed.put((key, future))

@@ -260,7 +260,8 @@ class _ProcessRun:
                     worker = next(w for w in busy if w.conn is conn)
                     failure = self.receive(worker)
                     if failure is not None:
-                        self.raise_failure(*failure, rerun_exceptions_locally)
+                        failed_key, payload = failure
+                        self.raise_failure(failed_key, payload, rerun_exceptions_locally)
         except KeyboardInterrupt:
             self.stop_workers_running_this_compute()
             raise

@@ -88,7 +88,8 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
     except Exception as exc:
         if lane is not None and len(lane.starts) > len(lane.nbytes):  # the task failed
             recorder.lane_task_erred(lane, key, exc)
-        inputs = {dep: data[dep] for dep in spec.deps if dep in data}
-        annotate_task_error(exc, key, spec, scheduler_name, make_rerun(spec, inputs))
+        if spec is not None:  # else the failure came before the first task
+            inputs = {dep: data[dep] for dep in spec.deps if dep in data}
+            annotate_task_error(exc, key, spec, scheduler_name, make_rerun(spec, inputs))
         raise
     return {k: data[k] for k in outputs}
