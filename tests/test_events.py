@@ -259,3 +259,22 @@ def test_group_keys_names_groups_as_key_group_does_for_every_kind_of_key():
     for keys in cases:
         assert group_keys(keys, key_group) == {key: key_group(key) for key in keys}
     assert set(group_keys(token_keys, key_group).values()) == {"inc", "load-data"}
+
+
+class BrokenStr(Exception):
+    def __str__(self):
+        raise RuntimeError("no text")
+
+
+def raise_broken_str(x):
+    raise BrokenStr()
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "processes"])
+def test_an_exception_whose_str_raises_still_fails_its_task_with_its_own_type(scheduler):
+    seen = []
+    with lc.diagnostics.subscribe(seen.extend):
+        with pytest.raises(BrokenStr):
+            lc.delayed(raise_broken_str)(1).compute(scheduler=scheduler)
+    (erred,) = [e for e in seen if isinstance(e, TaskErred)]
+    assert erred.error == "BrokenStr: <str() of the exception failed: RuntimeError>"

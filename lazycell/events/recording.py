@@ -20,6 +20,7 @@ from itertools import repeat
 from time import perf_counter
 from typing import TYPE_CHECKING, NamedTuple
 
+from lazycell.events.failure import message_of
 from lazycell.events.types import (
     ComputeFinished,
     GraphSubmitted,
@@ -181,7 +182,8 @@ class ComputeRecorder:
         self.buffer.append(("f", key, worker, start, stop, estimate_nbytes(result)))
 
     def erred(self, key, worker: str, start: float, stop: float, exc: BaseException) -> None:
-        self.buffer.append(("e", key, worker, start, stop, f"{type(exc).__name__}: {exc}"))
+        error = f"{type(exc).__name__}: {message_of(exc)}"
+        self.buffer.append(("e", key, worker, start, stop, error))
 
     def lane_task_erred(self, lane: WorkerLane, key, exc: BaseException) -> None:
         """``lane``'s running task raised: end its row as erred and record the error."""
