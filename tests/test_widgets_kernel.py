@@ -19,8 +19,6 @@ SETUP = """\
 %load_ext lazycell
 import time
 import lazycell as lc
-import lazycell.widgets
-lazycell.widgets.install()  # what the extension does on load
 
 def inc(x):
     return x + 1

@@ -2,8 +2,8 @@
 
 Results stay on the worker that made them; the scheduler (a thread in the
 kernel) places each task on the worker holding most of its input bytes, and
-inputs held elsewhere move worker to worker. See ``scheduler.py`` for the
-design, ``worker.py`` for a worker's threads, ``protocol.py`` for how bytes
+inputs held elsewhere move worker to worker. See the ``scheduler`` package for
+the design, ``worker.py`` for a worker's threads, ``protocol.py`` for how bytes
 travel and how connections are authenticated.
 
 >>> import lazycell as lc

@@ -38,7 +38,7 @@ from lazycell.distributed.cluster import LocalCluster
 from lazycell.distributed.protocol import DataFetcher, MissingData, dumps_control
 from lazycell.distributed.scheduler import STARTUP_TIMEOUT, KeyStatus
 from lazycell.distributed.store import parse_memory_limit
-from lazycell.events import BUS, Failure
+from lazycell.events import BUS
 from lazycell.graph.collect import collect
 from lazycell.graph.dask_collections import is_dask_collection
 from lazycell.graph.delayed import Delayed
@@ -491,7 +491,7 @@ class Client:
         return values
 
     def _exception_of(self, status: KeyStatus) -> BaseException:
-        exc = Failure(*status.error).rebuild()  # TODO(layers): scheduler sends Failure
+        exc = status.error.rebuild()
         spec = status.erred_spec
         rerun = self._rerun_for(status.erred_key, spec) if spec is not None else None
         annotate_task_error(exc, status.erred_key, spec, "distributed", rerun)
@@ -691,7 +691,7 @@ class Client:
         values = {}
         for worker, (ok, value) in sorted(results.items()):
             if not ok:
-                exc = Failure(*value).rebuild()  # TODO(layers): scheduler sends Failure
+                exc = value.rebuild()
                 exc.add_note(f"raised on {worker} by {what}")
                 exc.lazycell_worker = worker
                 raise exc

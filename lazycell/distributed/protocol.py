@@ -5,7 +5,7 @@ Two kinds of connection, both local to this machine:
 - **control**: a socket pair between the scheduler thread (in the kernel) and
   each worker process, created before the worker starts, so nobody else can
   reach it. Small messages (task specs, "done" reports), cloudpickled because
-  specs carry the user's functions. See ``scheduler.py`` and ``worker.py``.
+  specs carry the user's functions. See the ``scheduler`` package and ``worker.py``.
 - **data**: each worker listens for peers fetching task inputs and for the
   client gathering results, on a Unix socket in the cluster's private
   directory (mode 0700), or on ``127.0.0.1`` where Unix sockets do not exist.
