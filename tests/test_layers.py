@@ -20,7 +20,7 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "lazycell"
 
-LAYERS = [
+LAYERS: list = [  # a layer is a package prefix, or a tuple of prefixes side by side
     "lazycell._version",
     "lazycell.graph",
     "lazycell.events",
@@ -28,7 +28,7 @@ LAYERS = [
     "lazycell.config",
     "lazycell.api",
     "lazycell.diagnostics",
-    "lazycell.distributed",
+    ("lazycell.distributed", "lazycell.dask_cluster"),  # the local cluster; a dask cluster
     "lazycell.widgets",
     "lazycell.kernel_ext",
     "lazycell",  # the package's own __init__ (the public surface) and lazycell.demo
@@ -53,9 +53,10 @@ def layer_of(module: str) -> int:
     """The index of ``module``'s layer in LAYERS; -1 for a module no layer holds."""
     if module in ("lazycell", "lazycell.demo"):
         return len(LAYERS) - 1
-    for index, prefix in enumerate(LAYERS[:-1]):
-        if module == prefix or module.startswith(prefix + "."):
-            return index
+    for index, layer in enumerate(LAYERS[:-1]):
+        for prefix in (layer,) if isinstance(layer, str) else layer:
+            if module == prefix or module.startswith(prefix + "."):
+                return index
     return -1
 
 
