@@ -1,7 +1,12 @@
 """The cluster's live dashboard: token-protected routes, its data, the page in Chromium, close."""
 
+import base64
+import hashlib
 import json
+import re
+import select
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -11,6 +16,7 @@ import pytest
 from browser_helpers import chromium_page, screenshot
 
 import lazycell as lc
+from lazycell.distributed.dashboard import Dashboard
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -37,13 +43,20 @@ def split_link(link: str) -> tuple[str, str]:
     return f"{url.scheme}://{url.netloc}", parse_qs(url.query)["token"][0]
 
 
+def http_response(url: str, headers: dict | None = None) -> tuple[int, bytes, dict]:
+    """(status, body, headers): error statuses returned, not raised."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), error.headers
+
+
 def http_get(url: str) -> tuple[int, bytes, str]:
     """(status, body, content type): error statuses returned, not raised."""
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, response.read(), response.headers["Content-Type"]
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), error.headers["Content-Type"]
+    status, body, headers = http_response(url)
+    return status, body, headers["Content-Type"]
 
 
 def data(client) -> dict:
@@ -73,6 +86,84 @@ def test_every_route_answers_403_without_the_right_token(client, path, query):
     status, body, _ = http_get(f"{base}{path}{query}")
     assert status == 403
     assert b"lc.Client" not in body and b"worker" not in body  # no data leaks
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["%C3%A9", "%FF%FE", "%F0%9F%98%80", "%00", "%ED%A0%80", "x" * 5000, "%C3%A9" * 2000],
+    ids=["e-acute", "invalid-utf8", "emoji", "nul", "surrogate", "5000-ascii", "2000-e-acute"],
+)
+def test_an_odd_token_is_a_plain_403_and_prints_nothing(client, capfd, token):
+    base, _ = split_link(client.dashboard_link)
+    status, body, _ = http_get(f"{base}/data.json?token={token}")
+    assert status == 403 and body.startswith(b"403: the lazycell dashboard needs its token")
+    assert capfd.readouterr().err == ""
+
+
+def test_an_odd_cookie_is_a_plain_403_and_prints_nothing(client, capfd):
+    base, _ = split_link(client.dashboard_link)
+    # A quoted cookie value may spell any character in octal: this one is "éÿ".
+    cookie = f'{client.cluster.dashboard.cookie_name}="\\351\\377"'
+    status, _, _ = http_response(f"{base}/data.json", headers={"Cookie": cookie})
+    assert status == 403
+    assert capfd.readouterr().err == ""
+
+
+SECURITY_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
+
+
+@pytest.mark.parametrize(
+    "path, right_token",
+    [
+        ("/status", True),
+        ("/data.json", True),
+        ("/plotly.min.js", True),
+        ("/nothing-here", True),
+        ("/data.json", False),
+        ("/status", False),
+    ],
+)
+def test_every_response_carries_the_security_headers(client, path, right_token):
+    base, token = split_link(client.dashboard_link)
+    status, _, headers = http_response(f"{base}{path}?token={token if right_token else 'wrong'}")
+    assert status == (403 if not right_token else 404 if path == "/nothing-here" else 200)
+    assert {name: headers[name] for name in SECURITY_HEADERS} == SECURITY_HEADERS
+    policy = csp_directives(headers["Content-Security-Policy"])
+    assert policy["frame-ancestors"] == "'none'" and policy["default-src"] == "'none'"
+
+
+def test_error_pages_written_by_http_server_carry_the_security_headers(client):
+    port = urlsplit(client.dashboard_link).port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(b"BREW /status HTTP/1.0\r\n\r\n")
+        reply = read_until_closed(connection)
+    head = reply.split(b"\r\n\r\n")[0].decode("latin-1")
+    assert head.startswith("HTTP/1.0 501")
+    assert "X-Frame-Options: DENY" in head and "X-Content-Type-Options: nosniff" in head
+    assert "Content-Security-Policy: default-src 'none'" in head
+
+
+def test_the_page_may_run_only_its_own_inline_script_and_same_origin_scripts(client):
+    base, token = split_link(client.dashboard_link)
+    _, page, headers = http_response(f"{base}/status?token={token}")
+    policy = csp_directives(headers["Content-Security-Policy"])
+    (script,) = re.findall(rb"<script>(.*?)</script>", page, re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script).digest()).decode()
+    assert policy["script-src"].split() == ["'self'", f"'sha256-{digest}'"]
+    assert policy["connect-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+
+
+def csp_directives(policy: str) -> dict[str, str]:
+    pairs = (directive.strip().partition(" ") for directive in policy.split(";"))
+    return {name: value for name, _, value in pairs}
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    chunks = []
+    while chunk := connection.recv(65536):  # the socket's timeout bounds each wait
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def test_the_page_sets_a_cookie_that_authorises_later_requests(client):
@@ -166,6 +257,76 @@ def test_plotly_js_is_served_from_the_plotly_package(client):
     assert body == shipped.read_bytes()
 
 
+# A short idle timeout, so the tests below wait about a second, not the default's five.
+SHORT_IDLE_TIMEOUT = 1.0
+
+
+@pytest.fixture
+def quick_dashboard(client):
+    """A second dashboard on the module's cluster, dropping idle connections quickly."""
+    dashboard = Dashboard(client.cluster, idle_timeout=SHORT_IDLE_TIMEOUT)
+    dashboard.start()
+    yield dashboard
+    dashboard.close()
+
+
+def connect(dashboard) -> socket.socket:
+    # The client-side timeout bounds every wait: a server that never closes fails the test.
+    return socket.create_connection(("127.0.0.1", dashboard.port), timeout=SHORT_IDLE_TIMEOUT + 10)
+
+
+def test_an_idle_connection_is_closed_after_the_idle_timeout(quick_dashboard):
+    with connect(quick_dashboard) as idle:
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # closed by the server
+        waited = time.monotonic() - started
+    assert SHORT_IDLE_TIMEOUT * 0.8 <= waited < SHORT_IDLE_TIMEOUT + 5
+
+
+def test_a_client_sending_its_request_a_byte_at_a_time_is_dropped(quick_dashboard):
+    with connect(quick_dashboard) as slow:
+        slow.sendall(b"GET /data.json HTTP/1.0\r\n")
+        started = time.monotonic()
+        dropped = False
+        while not dropped and time.monotonic() - started < SHORT_IDLE_TIMEOUT + 5:
+            try:
+                slow.sendall(b"X")  # a header line that never ends, each byte well in time
+                readable, _, _ = select.select([slow], [], [], SHORT_IDLE_TIMEOUT / 5)
+                dropped = bool(readable) and slow.recv(1) == b""
+            except (BrokenPipeError, ConnectionResetError):
+                dropped = True
+    assert dropped, "a slow-loris client kept its connection"
+
+
+def test_idle_connections_do_not_pin_threads(quick_dashboard):
+    baseline = threading.active_count()
+    idle = []
+    try:
+        for _ in range(20):  # one at a time: a burst would overflow the accept backlog
+            idle.append(connect(quick_dashboard))
+            wait_for(lambda: threading.active_count() >= baseline + len(idle), "a thread each")
+        for connection in idle:
+            assert connection.recv(1) == b""  # closed by the server
+        wait_for(lambda: threading.active_count() <= baseline + 2, "the threads to end")
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+def wait_for(condition, what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.01)
+
+
+def test_a_normal_request_still_answers_on_a_dashboard_with_a_short_idle_timeout(quick_dashboard):
+    status, body, _ = http_get(
+        f"http://127.0.0.1:{quick_dashboard.port}/data.json?token={quick_dashboard.token}"
+    )
+    assert status == 200 and json.loads(body)["closed"] is False
+
+
 def test_an_unknown_path_with_the_token_is_404(client):
     base, token = split_link(client.dashboard_link)
     assert http_get(f"{base}/nothing-here?token={token}")[0] == 404
@@ -214,6 +375,22 @@ def test_page_in_chromium_shows_the_finished_totals_and_draws_the_charts(client)
     )
     assert status.startswith("2 workers · 2 threads")
     del held
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_page_runs_under_its_content_security_policy_without_a_violation(client):
+    with chromium_page() as page:
+        messages = []
+        page.on("console", lambda message: messages.append(message.text))
+        page.goto(client.dashboard_link)
+        page.wait_for_selector("#resources-chart .main-svg", timeout=60_000)
+        page.wait_for_function(
+            "() => document.getElementById('status').innerText.includes('workers')",
+            timeout=60_000,
+        )
+    violations = [text for text in messages if "Content Security Policy" in text]
+    assert violations == []
 
 
 @pytest.mark.browser

@@ -433,3 +433,91 @@ def test_report_option_writes_an_offline_html_report_of_the_cell(shell, tmp_path
     html = path.read_text()
     assert "absval" in html and "threads" in html
     assert "<script" in html and "plotly" in html.lower()
+
+
+def report_cell(path, body="ran = True\nlc.delayed(add)(1, 2)"):
+    return f"%%compute --report {path} -s sync\n{body}"
+
+
+def test_report_in_a_missing_folder_is_a_usage_error_before_the_cell_runs(shell, tmp_path):
+    path = tmp_path / "missing" / "report.html"
+    shell.user_ns.pop("ran", None)
+    result = run(shell, report_cell(path))
+    assert isinstance(result.error_in_exec, UsageError)
+    assert f"the folder {path.parent} does not exist" in str(result.error_in_exec)
+    assert "ran" not in shell.user_ns
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["''", "'   '", '""'])
+def test_report_with_an_empty_or_blank_name_is_a_usage_error(shell, tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    shell.user_ns.pop("ran", None)
+    result = run(shell, report_cell(name))
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "--report takes a file name" in str(result.error_in_exec)
+    assert "ran" not in shell.user_ns
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_path_that_is_a_folder_is_a_usage_error(shell, tmp_path):
+    shell.user_ns.pop("ran", None)
+    result = run(shell, report_cell(tmp_path))
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "is a folder" in str(result.error_in_exec)
+    assert "ran" not in shell.user_ns
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_name_in_quotes_may_hold_spaces(shell, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(shell, report_cell("'my report.html'"))
+    assert result.result == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["my report.html"]
+
+
+def test_report_that_cannot_be_written_at_the_end_keeps_the_result(shell, tmp_path, capsys):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    path = folder / "report.html"
+    body = f"import shutil\nshutil.rmtree({str(folder)!r})\nlc.delayed(add)(1, 2)"
+    result = run(shell, f"%%compute --report {path} -s sync -o kept\n{body}")
+    assert result.success and result.result == 3
+    assert shell.user_ns["Out"][result.execution_count] == 3 and shell.user_ns["kept"] == 3
+    err = capsys.readouterr().err
+    (warning,) = [line for line in err.splitlines() if str(path) in line]
+    assert warning.startswith("Warning: --report: could not write the report")
+    assert "Traceback" not in err
+
+
+def test_report_that_cannot_be_written_leaves_the_cells_own_failure(shell, tmp_path):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    body = f"import shutil\nshutil.rmtree({str(folder)!r})\nlc.delayed(fail_on)(1, 1)"
+    result = run(shell, report_cell(folder / "report.html", body))
+    assert isinstance(result.error_in_exec, ZeroDivisionError)
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        (
+            '%%compute -s "sync\nran = True\nlc.delayed(add)(1, 2)',
+            '%%compute: unbalanced quote in the options: -s "sync',
+        ),
+        (
+            'ran = %compute -s "sync lc.delayed(add)(1, 2)',
+            '%compute: unbalanced quote in the options: -s "sync',
+        ),
+        ("%scheduler 'processes", "%scheduler: unbalanced quote in the options: 'processes"),
+    ],
+    ids=["cell", "line", "scheduler"],
+)
+def test_an_unbalanced_quote_is_a_one_line_usage_error(shell, capsys, cell, message):
+    shell.user_ns.pop("ran", None)
+    before = lc.config.get("scheduler")
+    result = run(shell, cell)
+    assert isinstance(result.error_in_exec, UsageError)
+    assert str(result.error_in_exec) == message
+    assert capsys.readouterr().err.strip().splitlines() == [f"UsageError: {message}"]
+    assert "ran" not in shell.user_ns and lc.config.get("scheduler") == before

@@ -24,14 +24,29 @@ and the data names tasks and files. Requests without the token, as
 ``?token=`` or as the cookie the page sets, get 403. The page's own requests
 carry the token in the query string; the cookie lets a reload of ``/status``
 without the query work in the same browser.
+
+Why the other defences: every response carries a Content-Security-Policy
+(the page may run only its own inline script, by hash, and same-origin
+scripts; nothing may frame it), ``X-Frame-Options: DENY`` and
+``nosniff``, so a task name that slipped into the HTML could not run code
+and another site cannot frame the page to trick a click. Tokens are compared
+as bytes, so an odd token (non-ASCII, very long) is a plain 403. Each
+connection runs on its own thread, and a request line and headers not read
+within ``IDLE_TIMEOUT`` seconds (an idle socket, a slow-loris client) close
+the connection, so idle sockets cannot pin threads.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.resources
+import io
 import json
+import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -48,10 +63,21 @@ MAX_RESOURCE_SAMPLES = 1200
 SNAPSHOT_MAX_AGE = 0.5
 PAGE_FILE = "dashboard_page.html"
 CONFIG_PLACEHOLDER = "__LAZYCELL_DASHBOARD_CONFIG__"
+# A request's line and headers must arrive within this many seconds of the
+# connection (or of the previous response); a browser sends them at once.
+IDLE_TIMEOUT = 5.0
+# A client that stops reading a response is dropped after this many seconds.
+SEND_TIMEOUT = 60.0
+# Every response but the page: nothing may load, run or frame it.
+STRICT_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 
 class Dashboard:
     """Serve the live dashboard of ``cluster`` on ``host:port`` (port 0: a free one).
+
+    A connection that has not sent its whole request (line and headers)
+    ``idle_timeout`` seconds after it opened is closed.
 
     >>> dashboard = Dashboard(cluster)
     >>> dashboard.start()
@@ -60,16 +86,20 @@ class Dashboard:
     >>> dashboard.close()
     """
 
-    def __init__(self, cluster, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, cluster, host: str = "127.0.0.1", port: int = 0, idle_timeout: float = IDLE_TIMEOUT
+    ):
         self.cluster = cluster
         self.host = host
         self.port = port
+        self.idle_timeout = idle_timeout
         self.token = secrets.token_urlsafe(32)
         self.sampler = ResourceSampler(RESOURCE_INTERVAL, max_samples=MAX_RESOURCE_SAMPLES)
         self.closed = False
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._page: bytes | None = None
+        self._page_policy: str | None = None
         self._plotly_js: bytes | None = None
         self._snapshot: bytes | None = None
         self._snapshot_at = float("-inf")
@@ -120,8 +150,12 @@ class Dashboard:
 
     # -- content
     def authorised(self, query_token: str | None, cookie_token: str | None) -> bool:
+        """Whether either token is the dashboard's; never raises, whatever the input."""
+        # compare_digest raises on non-ASCII str: compare bytes ("replace" encodes any str).
+        expected = self.token.encode()
         return any(
-            candidate is not None and secrets.compare_digest(candidate, self.token)
+            candidate is not None
+            and secrets.compare_digest(candidate.encode("utf-8", "replace"), expected)
             for candidate in (query_token, cookie_token)
         )
 
@@ -153,8 +187,18 @@ class Dashboard:
                 },
             }
             text = importlib.resources.files(__package__).joinpath(PAGE_FILE).read_text("utf-8")
-            self._page = text.replace(CONFIG_PLACEHOLDER, _json_for_script(config)).encode()
+            text = text.replace(CONFIG_PLACEHOLDER, _json_for_script(config))
+            self._page_policy = _page_policy(text)
+            self._page = text.encode()
         return self._page
+
+    def page_policy(self) -> str:
+        """The page's Content-Security-Policy: its own inline script (by hash), same-origin
+        scripts (plotly.js) and requests (data.json), inline styles (the page's and
+        plotly's), no framing."""
+        if self._page_policy is None:
+            self.page()
+        return self._page_policy
 
     def plotly_js(self) -> bytes:
         """plotly.js as the plotly package ships it (no CDN: works offline)."""
@@ -216,19 +260,86 @@ def _json_for_script(value) -> str:
     return json.dumps(value).replace("</", "<\\/")
 
 
+def _page_policy(page: str) -> str:
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in INLINE_SCRIPT.findall(page)
+    )
+    return (
+        f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "connect-src 'self'; img-src 'self' data: blob:; font-src 'self' data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     dashboard: Dashboard
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that went away or was too slow is no bug; the default prints a
+        # traceback, which would land in the notebook's output.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 
+class _RequestReader(io.RawIOBase):
+    """The connection's incoming bytes, failing with TimeoutError past the handler's
+    ``read_deadline``: a socket timeout alone would let a client that sends a byte
+    every few seconds (slow loris) hold its thread forever."""
+
+    def __init__(self, connection: socket.socket, handler: _Handler):
+        self.connection = connection
+        self.handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        deadline = self.handler.read_deadline
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the request was not sent in time")
+            self.connection.settimeout(remaining)
+        return self.connection.recv_into(buffer)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "lazycell-dashboard"
     sys_version = ""
+    read_deadline: float | None = None
+    content_security_policy = STRICT_POLICY  # the page's own, for the page
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self.rfile = io.BufferedReader(_RequestReader(self.connection, self))
+
+    def handle_one_request(self) -> None:
+        # The request line and headers must all arrive within the idle timeout.
+        self.read_deadline = time.monotonic() + self.server.dashboard.idle_timeout
+        self.content_security_policy = STRICT_POLICY
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self.read_deadline = None
+        self.connection.settimeout(SEND_TIMEOUT)
+        return parsed
+
+    def end_headers(self) -> None:
+        # Here, not in _send, so error pages http.server writes itself get them too.
+        self.send_header("Content-Security-Policy", self.content_security_policy)
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        super().end_headers()
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         dashboard = self.server.dashboard
@@ -244,6 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if url.path == "/status":
             cookie = f"{dashboard.cookie_name}={dashboard.token}; Path=/; HttpOnly; SameSite=Strict"
+            self.content_security_policy = dashboard.page_policy()
             self._send(HTTPStatus.OK, dashboard.page(), "text/html; charset=utf-8", cookie)
         elif url.path == "/data.json":
             self._send(HTTPStatus.OK, dashboard.snapshot_json(), "application/json")
@@ -284,8 +396,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", cache)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
         if cookie is not None:
             self.send_header("Set-Cookie", cookie)
         self.end_headers()

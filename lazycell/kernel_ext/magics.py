@@ -5,15 +5,22 @@ Python API: :class:`SchedulerChoice` (which scheduler, checked),
 :class:`CellCode` (run the cell, compute its last expression),
 :class:`InlineDebugging` (what a failure shows and where pdb lands) and the
 progress display seam. A bad option is a ``UsageError``: IPython prints it
-in one line and nothing of the cell runs.
+in one line and nothing of the cell runs. That includes an unbalanced quote
+and a ``--report`` file that could not be written (checked before the cell
+runs, so a long compute is not lost to a typo in the path). If the report
+still fails at the end (disk full, folder removed), the cell's result is
+kept and the failure is a warning on stderr.
 """
 
 from __future__ import annotations
 
 import bdb
 import keyword
+import os
 import re
+import sys
 from contextlib import nullcontext
+from pathlib import Path
 
 from IPython.core.error import UsageError
 from IPython.core.magic import (
@@ -134,8 +141,8 @@ class LazycellMagics(Magics):
             total
         """
         options, expression = split_options_and_expression(line, self.compute.parser)
-        args = parse_argstring(self.compute, options)
         is_cell = cell is not None
+        args = parse_options(self.compute, options, "%%compute" if is_cell else "%compute")
         if is_cell and expression:
             raise UsageError(
                 f"%%compute takes only options on its first line, not {expression!r}; "
@@ -147,6 +154,7 @@ class LazycellMagics(Magics):
                 "(for a whole cell, use %%compute on its first line)"
             )
         choice = self._choice(args.scheduler, args.workers, args)
+        report_path = None if args.report is None else checked_report_path(args.report)
         if args.out is not None and not (
             args.out.isidentifier() and not keyword.iskeyword(args.out)
         ):
@@ -159,13 +167,7 @@ class LazycellMagics(Magics):
             )
         global_ns = self.shell.user_ns
         local_ns = None if is_cell or local_ns is global_ns else local_ns
-        report = nullcontext()
-        if args.report is not None:
-            if not args.report.strip():
-                raise UsageError("--report takes a file name such as report.html")
-            from lazycell.diagnostics.report import performance_report
-
-            report = performance_report(args.report)
+        report = nullcontext() if report_path is None else ReportOrWarning(report_path)
         with report:
             result = self._run(
                 code, choice, global_ns, local_ns, quiet=args.quiet, debug=args.debug
@@ -194,7 +196,7 @@ class LazycellMagics(Magics):
             %scheduler processes --workers 4
             %scheduler --list
         """
-        args = parse_argstring(self.scheduler, line)
+        args = parse_options(self.scheduler, line, "%scheduler")
         scheduler_options = any(
             value is not None
             for value in (args.workers, args.threads_per_worker, args.memory_limit)
@@ -258,14 +260,77 @@ class LazycellMagics(Magics):
         raise self.extension.debugging.prepare_to_raise(failure, debug=debug)
 
 
-OPTION_TOKEN = re.compile(r"\S+")
+def parse_options(magic, options: str, magic_name: str):
+    """``parse_argstring``, with an unbalanced quote a ``UsageError`` too (shlex's ValueError)."""
+    try:
+        return parse_argstring(magic, options)
+    except ValueError:  # argparse turns its own errors into UsageError; this is shlex's
+        raise UsageError(f"{magic_name}: unbalanced quote in the options: {options}") from None
+
+
+def checked_report_path(option: str) -> Path:
+    """The ``--report`` file, checked before the cell runs: a ``UsageError`` if unwritable.
+
+    IPython splits options keeping their quotes, so a name in matching quotes
+    (``--report 'my report.html'``) is unquoted here.
+    """
+    name = option
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "'\"":
+        name = name[1:-1]
+    if not name.strip():
+        raise UsageError("--report takes a file name such as report.html")
+    path = Path(name).expanduser()
+    folder = path.parent
+    if path.is_dir():
+        raise UsageError(
+            f"--report {name} is a folder; give a file name such as {path / 'report.html'}"
+        )
+    if not folder.is_dir():
+        reason = "is not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"--report {name}: the folder {folder} {reason}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"--report {name}: no permission to write there")
+    return path
+
+
+class ReportOrWarning:
+    """``performance_report(path)`` around the cell, but a report that cannot be
+    written (disk full, folder removed meanwhile) is a warning on stderr: the
+    cell's result, or its own failure, is what the user waited for."""
+
+    def __init__(self, path: Path):
+        from lazycell.diagnostics.report import performance_report
+
+        self.path = path
+        self.report = performance_report(path)
+
+    def __enter__(self) -> ReportOrWarning:
+        self.report.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        try:
+            self.report.__exit__(*exc)
+        except Exception as error:
+            message = f"{type(error).__name__}: {error}"
+            print(
+                f"Warning: --report: could not write the report {self.path} ({message}); "
+                "the cell's result is kept",
+                file=sys.stderr,
+            )
+        return False  # the cell's own exception, if any, goes on unchanged
+
+
+# One option or value: quoted parts keep their spaces ('my report.html').
+OPTION_TOKEN = re.compile(r"""(?:"[^"]*"|'[^']*'|\S)+""")
 
 
 def split_options_and_expression(line: str, parser) -> tuple[str, str]:
     """``"-s sync total[0] + 1"`` -> ``("-s sync", "total[0] + 1")``.
 
     Options come first; the expression is the rest of the line, untouched
-    (quotes and spacing kept). ``--`` ends the options explicitly.
+    (quotes and spacing kept). ``--`` ends the options explicitly. A quoted
+    option value (``--report 'my report.html'``) is one token.
     """
     takes_value = {
         option
