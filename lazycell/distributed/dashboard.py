@@ -274,6 +274,9 @@ def _page_policy(page: str) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 makes a burst of tabs and their
+    # scripts wait a second or more for the accept.
+    request_queue_size = 64
     dashboard: Dashboard
 
     def handle_error(self, request, client_address) -> None:
