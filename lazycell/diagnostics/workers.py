@@ -51,11 +51,13 @@ def worker_processes(state: ComputeState) -> dict[str, int]:
 
 def _pool_processes(n_workers: int) -> dict[str, int]:
     # Imported here: the pool's module (cloudpickle, subprocesses) loads only
-    # for a processes compute. The pool exists by the time its compute is
-    # announced (the scheduler readies it first), so this starts nothing new.
-    from lazycell.schedulers.processes import shared_pool
+    # for a processes compute. Only looks: a pool retired since its compute
+    # (a newer size took its place) has no processes to show, and none start.
+    from lazycell.schedulers.processes import existing_pool
 
-    pool = shared_pool(n_workers)
+    pool = existing_pool(n_workers)
+    if pool is None:
+        return {}
     return {f"process-{index}": pid for index, pid in enumerate(pool.pids)}
 
 

@@ -1,18 +1,33 @@
-"""Main program of one worker process of the processes scheduler.
+"""Main program of one worker process of the processes scheduler, and its messages.
 
 ::
 
     kernel (processes.ProcessPool)                 this process
     ──────────────────────────────                 ────────────
+                                        ◄───────── ("ready", pid)
     ("setup", sys_path, cwd)            ─────────► adopt the kernel's import path
-    ("tasks", batch_id, [(key, spec, inputs)]) ──► run each task in order
+    ("tasks", batch_id, [(spec, inputs)]) ───────► run each task in order
                                         ◄───────── ("results", batch_id, done, [item, ...])
+                                        ◄───────── or ("broken", why): the batch did not unpickle
     ("stop",)                           ─────────► exit
 
-Each result item is ``(key, ok, payload, start, stop)``; ``payload`` is the
-result, or for a failure a :class:`lazycell.events.Failure`. Results of a
-batch are sent as they accumulate, at least every 50 ms, so the kernel's
-progress moves during long batches.
+Kernel to worker: one ``cloudpickle`` pickle per message. Worker to kernel
+(:func:`write_message` / :func:`read_message`): the payloads' pickles one
+after another, then the header above as a plain ``pickle`` of built-in types,
+then the header's offset (8 bytes, little-endian). Each payload is pickled on
+its own, so one that cannot be unpickled in the kernel fails only its own
+task, and the header — which batch, which tasks — can always be read. That is
+what lets the kernel free the batch's slot and name the task whatever the
+payload holds.
+
+Each header item is ``(index, start, stop, end, failure)``: the task's index
+in its batch, its run time (``perf_counter``), where its payload's pickle
+ends, and ``None`` for a result or, for a failed task,
+``(traceback, type_name, message)`` of its :class:`lazycell.events.Failure`
+(the payload is then the exception itself, or None when it does not pickle).
+A batch stops at its first failed task. A result that cannot be pickled here
+is sent as a failure that says so. Results are sent as they accumulate, at
+least every 50 ms, so the kernel's progress moves during long batches.
 
 Started as ``python -m lazycell.schedulers.process_worker FD`` (not through
 ``multiprocessing``), so the user's ``__main__`` is never re-imported and no
@@ -23,6 +38,7 @@ goes away.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import signal
@@ -31,9 +47,30 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
+import cloudpickle
+
 from lazycell.events.failure import Failure
+from lazycell.graph.spec import run_task
 
 FLUSH_INTERVAL = 0.05
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+_OFFSET_BYTES = 8
+
+
+def write_message(conn: Connection, header: tuple, payloads: io.BytesIO | None = None) -> None:
+    """Send ``header`` after the payload pickles already in ``payloads`` (see the docstring)."""
+    buffer = payloads if payloads is not None else io.BytesIO()
+    header_at = buffer.tell()
+    pickle.dump(header, buffer, protocol=PROTOCOL)
+    buffer.write(header_at.to_bytes(_OFFSET_BYTES, "little"))
+    conn.send_bytes(buffer.getbuffer())
+
+
+def read_message(raw: bytes) -> tuple[tuple, memoryview]:
+    """``(header, message)`` of a message from a worker; payload ``i`` is ``message[begin:end]``."""
+    message = memoryview(raw)
+    header_at = int.from_bytes(message[-_OFFSET_BYTES:], "little")
+    return pickle.loads(message[header_at:-_OFFSET_BYTES]), message
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
@@ -43,64 +80,74 @@ def _exit_when_orphaned(parent_pid: int) -> None:
             os._exit(0)
 
 
-def _send_results(conn: Connection, dumps, batch_id, done: bool, items: list) -> None:
-    try:
-        conn.send_bytes(dumps(("results", batch_id, done, items)))
-        return
-    except Exception:
-        pass
-    # Something in the batch does not pickle: send item by item, turning the
-    # offending results into failures that say what could not be pickled.
-    safe = []
-    for key, ok, payload, start, stop in items:
+def _send_results(conn: Connection, batch_id: int, done: bool, items: list) -> None:
+    """Send ``[(index, ok, result or Failure, start, stop)]``, each payload pickled on its own."""
+    payloads = io.BytesIO()
+    pickler = cloudpickle.Pickler(payloads, protocol=PROTOCOL)
+    header = []
+    for index, ok, payload, start, stop in items:
+        failure = None if ok else (payload.traceback, payload.type_name, payload.message)
+        begin = payloads.tell()
         try:
-            dumps(payload)
-            safe.append((key, ok, payload, start, stop))
+            pickler.dump(payload if ok else payload.exception)
         except Exception as exc:
-            message = (
-                f"the result of type {type(payload).__module__}.{type(payload).__qualname__} "
-                f"cannot be pickled to send it back from the worker process ({exc}); "
-                "return picklable data, or use the threads scheduler"
-            )
-            safe.append((key, False, Failure.serialization(message), start, stop))
-    conn.send_bytes(dumps(("results", batch_id, done, safe)))
+            payloads.seek(begin)
+            payloads.truncate()
+            # A pickler's state after a failed dump is unknown: take a fresh one.
+            pickler = cloudpickle.Pickler(payloads, protocol=PROTOCOL)
+            pickler.dump(None)
+            if ok:
+                failure = _unpicklable_result(payload, exc)
+            # A failure whose exception does not pickle goes without it: its
+            # type name, message and traceback still say what it was.
+        pickler.clear_memo()  # each payload unpickles on its own
+        header.append((index, start, stop, payloads.tell(), failure))
+    write_message(conn, ("results", batch_id, done, header), payloads)
+
+
+def _unpicklable_result(result, exc: Exception) -> tuple[str, str, str]:
+    kind = f"{type(result).__module__}.{type(result).__qualname__}"
+    failure = Failure.serialization(
+        f"the result of type {kind} cannot be pickled to send it back from the worker "
+        f"process ({exc}); return picklable data, or use the threads scheduler"
+    )
+    return failure.traceback, failure.type_name, failure.message
+
+
+def _run_batch(conn: Connection, batch_id: int, tasks: list) -> None:
+    items: list = []
+    last_flush = time.perf_counter()
+    for index, (spec, inputs) in enumerate(tasks):
+        start = time.perf_counter()
+        try:
+            result = run_task(spec, inputs)
+            items.append((index, True, result, start, time.perf_counter()))
+        except Exception as exc:
+            failure = Failure.from_exception(exc)
+            items.append((index, False, failure, start, time.perf_counter()))
+            break  # the kernel stops the compute at the first failure
+        now = time.perf_counter()
+        if now - last_flush > FLUSH_INTERVAL and index + 1 < len(tasks):
+            _send_results(conn, batch_id, False, items)
+            items = []
+            last_flush = now
+    _send_results(conn, batch_id, True, items)
 
 
 def serve(conn: Connection) -> None:
-    import cloudpickle
-
-    from lazycell.graph.spec import run_task
-
-    dumps = cloudpickle.dumps
-    conn.send_bytes(pickle.dumps(("ready", os.getpid())))
+    write_message(conn, ("ready", os.getpid()))
     while True:
         try:
             message = pickle.loads(conn.recv_bytes())
         except EOFError:
             return
         except Exception as exc:  # a batch that cannot be unpickled here
-            conn.send_bytes(dumps(("broken", f"{type(exc).__name__}: {exc}")))
+            write_message(conn, ("broken", f"{type(exc).__name__}: {exc}"))
             continue
         kind = message[0]
         if kind == "tasks":
             _, batch_id, tasks = message
-            items: list = []
-            last_flush = time.perf_counter()
-            for key, spec, inputs in tasks:
-                start = time.perf_counter()
-                try:
-                    result = run_task(spec, inputs)
-                    items.append((key, True, result, start, time.perf_counter()))
-                except Exception as exc:
-                    failure = Failure.from_exception(exc)
-                    items.append((key, False, failure, start, time.perf_counter()))
-                    break  # the kernel stops the compute at the first failure
-                now = time.perf_counter()
-                if now - last_flush > FLUSH_INTERVAL and len(items) < len(tasks):
-                    _send_results(conn, dumps, batch_id, False, items)
-                    items = []
-                    last_flush = now
-            _send_results(conn, dumps, batch_id, True, items)
+            _run_batch(conn, batch_id, tasks)
         elif kind == "setup":
             _, sys_path, cwd = message
             sys.path[:] = [p for p in sys_path]

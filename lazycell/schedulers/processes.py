@@ -5,22 +5,35 @@
     calling thread (owns the GraphRun)             worker processes (process_worker)
     ──────────────────────────────────             ──────────────────────────────────
     pop ready tasks, group them in batches
-    ship (key, spec, inputs) with cloudpickle ───► run the batch, task after task
-    wait on all worker pipes              ◄─────── ("results", batch, done, items)
-    finish_task() for each result, which           (sent at least every 50 ms)
-    releases inputs and readies dependents
+    ship (spec, inputs) with cloudpickle  ───► run the batch, task after task
+    wait on all worker pipes              ◄─────── ("results", batch, done, items),
+    unpickle each result on its own;               each result pickled on its own
+    finish_task() for each, which releases         (sent at least every 50 ms)
+    inputs and readies dependents
 
-- ``ProcessPool``: ``n`` long-lived workers, started once per size and kept
-  for the life of the interpreter (``atexit`` stops them; each worker also
-  exits when its parent disappears). A worker is a plain
-  ``python -m lazycell.schedulers.process_worker`` over a socket pair, so
-  notebook-defined functions work without an ``if __name__`` guard.
-- ``WorkerProcess.in_flight``: ids of batches sent to it and not fully back.
-  Each worker gets at most two batches at a time, so one is queued while the
-  other runs and the pipe never goes idle.
+- ``ProcessPool``: ``n`` long-lived workers, kept between computes. Pools
+  of the two sizes used last are kept (``core.SharedPools``); an older
+  size's workers are stopped once no compute uses them, and ``atexit`` stops
+  the rest (each worker also exits when its parent disappears). A worker is
+  a plain ``python -m lazycell.schedulers.process_worker`` over a socket
+  pair, so notebook-defined functions work without an ``if __name__`` guard.
+  ``num_workers`` above ``MAX_WORKERS`` is a ValueError before any starts.
+- ``WorkerProcess.in_flight``: ids of batches sent to it and not fully back,
+  oldest first. Each worker gets at most two batches at a time, so one is
+  queued while the other runs and the pipe never goes idle. A batch's id
+  leaves ``in_flight`` as soon as its last message arrives, before anything
+  in it is unpickled or applied, so no failure can keep the slot taken.
 - Batch size: the ready tasks are split evenly over the workers, capped so a
   batch takes about 20 ms by the measured mean task time (small tasks ride
   together, long tasks go one by one and balance across workers).
+
+Messages (see ``process_worker``): a worker pickles each result on its own,
+behind a header the kernel can always read. A result or exception that
+cannot be unpickled here fails its own task with an error naming the task,
+what did not unpickle and why; the other results are still applied. A batch
+the worker cannot unpickle comes back as ``("broken", why)`` for the oldest
+batch in flight (a worker handles its batches in order) and fails the
+compute naming the task and the value at fault.
 
 Results come back to the calling process, which keeps every input a task
 needs until the task is done; that is what lets a failed task be re-run here
@@ -45,20 +58,29 @@ import threading
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
+from typing import NamedTuple
 
 import cloudpickle
 
-from lazycell.events import BUS, SerializationError, WorkerDiedError
+from lazycell.events import BUS, Failure, SerializationError, WorkerDiedError
 from lazycell.graph.spec import ALIAS, DATA, TaskSpec, describe_task, run_task
-from lazycell.schedulers.core import GraphRun, order_graph
+from lazycell.schedulers.core import GraphRun, SharedPools, check_num_workers, order_graph
 from lazycell.schedulers.errors import (
     annotate_task_error,
     describe_exit,
     make_rerun,
     rerun_locally_and_raise,
 )
+from lazycell.schedulers.process_worker import read_message
 from lazycell.schedulers.spawn import spawn_worker
 
+# Each worker is a whole interpreter (some 30-50 MB before any data) that
+# takes a fraction of a second to start, and more processes than cores only
+# share the same cores: 4 per core leaves room for tasks that wait on I/O,
+# and 16 at least lets a small machine try a bigger pool.
+MAX_WORKERS = max(16, 4 * (os.cpu_count() or 1))
+# Pool sizes whose workers are kept between computes; older sizes are retired.
+KEEP_POOL_SIZES = 2
 BATCHES_IN_FLIGHT_PER_WORKER = 2
 TARGET_BATCH_SECONDS = 0.02
 FIRST_BATCH_CAP = 16
@@ -79,7 +101,7 @@ class WorkerProcess:
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
         self.pid = self.proc.pid
-        self.in_flight: set = set()
+        self.in_flight: dict[int, None] = {}  # batch ids, oldest first
         self.is_ready = False
         self.setup_sent: tuple | None = None
         # Writes go through a thread of their own: if the calling thread wrote
@@ -106,7 +128,7 @@ class WorkerProcess:
         if not self.conn.poll(timeout):
             raise WorkerDiedError(f"worker {self.name} did not start within {timeout:.0f} s")
         try:
-            message = pickle.loads(self.conn.recv_bytes())
+            message, _ = read_message(self.conn.recv_bytes())
         except EOFError:
             raise WorkerDiedError(
                 f"worker {self.name} (pid {self.pid}) exited at start-up with code "
@@ -181,27 +203,27 @@ class ProcessPool:
         return [w.pid for w in self.workers]
 
 
-_pools: dict[int, ProcessPool] = {}
-_pools_lock = threading.Lock()
+_pools: SharedPools[ProcessPool] = SharedPools(ProcessPool, keep=KEEP_POOL_SIZES)
 
 
 def shared_pool(n: int) -> ProcessPool:
-    """The interpreter's pool of ``n`` workers, started on first use."""
-    with _pools_lock:
-        pool = _pools.get(n)
-        if pool is None:
-            pool = _pools[n] = ProcessPool(n)
-        return pool
+    """The interpreter's pool of ``n`` workers, started on first use.
+
+    Starting a new size may stop the workers of the least recently used size
+    (see ``core.SharedPools``); :func:`existing_pool` only looks.
+    """
+    return _pools.get(n)
+
+
+def existing_pool(n: int) -> ProcessPool | None:
+    """The pool of ``n`` workers if it is running, else None; starts and stops nothing."""
+    return _pools.existing(n)
 
 
 @atexit.register
 def shutdown_all_pools() -> None:
     """Stop every worker process this interpreter started."""
-    with _pools_lock:
-        pools = list(_pools.values())
-        _pools.clear()
-    for pool in pools:
-        pool.shutdown()
+    _pools.shutdown_all()
 
 
 class ProcessesScheduler:
@@ -210,7 +232,13 @@ class ProcessesScheduler:
     name = "processes"
 
     def __init__(self, num_workers: int | None = None):
-        self.n_workers = num_workers or os.cpu_count() or 1
+        self.n_workers = check_num_workers(
+            num_workers or os.cpu_count() or 1,
+            MAX_WORKERS,
+            self.name,
+            "4 per core, at least 16; each process is a whole interpreter, and more "
+            "than the cores only add memory",
+        )
 
     def __repr__(self) -> str:
         return f"ProcessesScheduler(num_workers={self.n_workers})"
@@ -227,12 +255,19 @@ class ProcessesScheduler:
         rerun_exceptions_locally: bool = False,
     ) -> dict:
         order = order_graph(graph, outputs)
-        pool = self.pool
-        with pool.lock:
+        with _pools.use(self.n_workers) as pool, pool.lock:
             pool.ensure_ready()
             with BUS.recording(order, self.name, self.n_workers) as recorder:
                 run = _ProcessRun(pool, GraphRun(graph, order, outputs), recorder)
                 return run.drive(rerun_exceptions_locally)
+
+
+class TaskFailed(NamedTuple):
+    """The first failed task of a message: its key, why, and a note for the user (or None)."""
+
+    key: Hashable
+    failure: Failure
+    note: str | None
 
 
 class _ProcessRun:
@@ -258,10 +293,9 @@ class _ProcessRun:
                     raise RuntimeError("lazycell: no task is ready or running, yet some remain")
                 for conn in wait([w.conn for w in busy], timeout=1.0):
                     worker = next(w for w in busy if w.conn is conn)
-                    failure = self.receive(worker)
-                    if failure is not None:
-                        failed_key, payload = failure
-                        self.raise_failure(failed_key, payload, rerun_exceptions_locally)
+                    failed = self.receive(worker)
+                    if failed is not None:
+                        self.raise_failure(failed, rerun_exceptions_locally)
         except KeyboardInterrupt:
             self.stop_workers_running_this_compute()
             raise
@@ -284,6 +318,7 @@ class _ProcessRun:
             worker = min(self.pool.workers, key=lambda w: len(w.in_flight))
             if len(worker.in_flight) >= BATCHES_IN_FLIGHT_PER_WORKER:
                 return
+            keys = []
             tasks = []
             for _ in range(self.batch_size()):
                 if not state.ready:
@@ -293,78 +328,134 @@ class _ProcessRun:
                 if spec.kind == DATA or spec.kind == ALIAS:  # nothing to ship
                     state.finish_task(key, run_task(spec, state.data))
                     continue
-                tasks.append((key, spec, state.inputs_of(key)))
+                keys.append(key)
+                tasks.append((spec, state.inputs_of(key)))
             if tasks:
-                self.send_batch(worker, tasks)
+                self.send_batch(worker, keys, tasks)
 
-    def send_batch(self, worker: WorkerProcess, tasks: list) -> None:
+    def send_batch(self, worker: WorkerProcess, keys: list, tasks: list) -> None:
         batch_id = next(_batch_ids)
         try:
             payload = cloudpickle.dumps(("tasks", batch_id, tasks))
         except Exception as exc:
-            raise self.explain_unpicklable(tasks, exc) from None
+            raise self.explain_unpicklable(keys, exc) from None
         worker.send(payload)
-        worker.in_flight.add(batch_id)
-        self.batches[batch_id] = [key for key, _, _ in tasks]
+        worker.in_flight[batch_id] = None
+        self.batches[batch_id] = keys
 
-    def explain_unpicklable(self, tasks: list, exc: Exception) -> SerializationError:
-        for key, spec, inputs in tasks:
-            culprits = [("function", spec.func)] + [
-                (f"input {dep!r}", value) for dep, value in inputs.items()
-            ]
-            if spec.func is None:  # a container task: its literal contents
-                culprits.append(("contents", spec.args))
-            else:  # literal arguments, one by one, so the offending type is named
-                culprits += [(f"argument {i}", arg) for i, arg in enumerate(spec.args)]
-                culprits += [(f"argument {k}=", v) for k, v in (spec.kwargs or {}).items()]
-            for what, value in culprits:
+    def explain_unpicklable(self, keys: list, exc: Exception, in_worker: bool = False):
+        """The error for a batch that did not pickle here (or unpickle in a worker).
+
+        Names the first task, and which of its function, inputs and arguments
+        fails, trying each on its own (and, for a worker, loading it back here).
+        """
+        check = _pickle_round_trip if in_worker else cloudpickle.dumps
+        problem = "cannot be unpickled in a worker process" if in_worker else "cannot be pickled"
+        graph = self.state.graph
+        for key in keys:
+            spec = graph[key]
+            for what, value in _parts_to_send(spec, self.state.inputs_of(key)):
                 try:
-                    cloudpickle.dumps(value)
+                    check(value)
                 except Exception as inner:
                     kind = f"{type(value).__module__}.{type(value).__qualname__}"
                     err = SerializationError(
                         f"{describe_task(key, spec)} cannot be sent to a worker process: its "
-                        f"{what} of type {kind} cannot be pickled ({inner}). Use the threads "
+                        f"{what} of type {kind} {problem} ({inner}). Use the threads "
                         "or sync scheduler for this task, or pass picklable data."
                     )
                     return annotate_task_error(err, key, spec, "processes")
-        return SerializationError(f"a batch of tasks could not be pickled: {exc}")
+        first = describe_task(keys[0], graph[keys[0]])
+        more = f" and {len(keys) - 1} more tasks of its batch" if len(keys) > 1 else ""
+        err = SerializationError(
+            f"{first}{more} cannot be sent to a worker process: the batch {problem} ({exc}). "
+            "Use the threads or sync scheduler for this task, or pass picklable data."
+        )
+        return annotate_task_error(err, keys[0], graph[keys[0]], "processes")
 
     # -- receiving
-    def receive(self, worker: WorkerProcess):
-        """Apply one message from ``worker``; returns ``(key, payload)`` on a task failure."""
+    def receive(self, worker: WorkerProcess) -> TaskFailed | None:
+        """Apply one message from ``worker``; returns the first failed task, if any."""
         try:
-            message = pickle.loads(worker.conn.recv_bytes())
+            header, message = read_message(worker.conn.recv_bytes())
         except (EOFError, OSError):
             return self.worker_died(worker)
-        kind, *rest = message
-        if kind == "broken":
-            raise SerializationError(f"a worker could not unpickle a batch of tasks: {rest[0]}")
-        batch_id, done, items = rest
-        if done:
-            worker.in_flight.discard(batch_id)
-        if batch_id not in self.batches:  # leftovers of an earlier, failed compute
+        except Exception as exc:  # not a message a worker writes: the worker is in trouble
+            return self.worker_died(worker, f"sent a message that cannot be read ({exc})")
+        if header[0] == "broken":
+            self.batch_broken_in_worker(worker, header[1])
+            return None
+        _, batch_id, done, items = header
+        if done:  # first, so that nothing below can keep the slot taken
+            worker.in_flight.pop(batch_id, None)
+        keys = self.batches.get(batch_id)
+        if keys is None:  # leftovers of an earlier, failed compute
             return None
         if done:
             del self.batches[batch_id]
         state = self.state
         recorder = self.recorder
-        for key, ok, payload, start, stop in items:
-            if not ok:
+        loads = pickle.loads
+        first_failed: TaskFailed | None = None
+        begin = 0
+        for index, start, stop, end, failure_text in items:
+            key = keys[index]
+            failed: TaskFailed | None = None
+            try:
+                payload = loads(message[begin:end])
+            except Exception as exc:
+                failed = self.not_unpicklable(key, failure_text, exc)
+            else:
+                if failure_text is not None:
+                    failed = TaskFailed(key, Failure(payload, *failure_text), None)
+            begin = end
+            if failed is not None:
                 if recorder is not None:
-                    recorder.erred(key, worker.name, start, stop, payload.label())
-                return key, payload
+                    recorder.erred(key, worker.name, start, stop, failed.failure.label())
+                first_failed = first_failed or failed
+                continue
             if recorder is not None:
                 recorder.started(key, worker.name, start)
                 recorder.finished(key, worker.name, start, stop, payload)
             self.task_seconds += stop - start
             self.tasks_timed += 1
             state.finish_task(key, payload)
-        return None
+        return first_failed
 
-    def worker_died(self, worker: WorkerProcess):
+    def not_unpicklable(self, key, failure_text: tuple | None, exc: Exception) -> TaskFailed:
+        """A task whose result, or exception, came back but cannot be unpickled here."""
+        where = describe_task(key, self.state.graph[key])
+        why = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        if failure_text is None:
+            message = (
+                f"the result of {where} came back from its worker process but cannot be "
+                f"unpickled in the kernel ({why}); return picklable data (an object whose "
+                "pickle loads in any process), or use the threads scheduler for this task"
+            )
+            return TaskFailed(key, Failure.serialization(message), None)
+        failure = Failure(None, *failure_text)
+        note = (
+            f"lazycell: the {failure.type_name} raised by {where} cannot be unpickled in the "
+            f"kernel ({why}), so it is rebuilt from its type and message; make the exception "
+            "picklable (pass every __init__ argument on to super().__init__, or define "
+            "__reduce__), or use the threads scheduler for this task"
+        )
+        return TaskFailed(key, failure, note)
+
+    def batch_broken_in_worker(self, worker: WorkerProcess, why: str) -> None:
+        """The worker could not unpickle its oldest batch: free the slot, name the culprit."""
+        batch_id = next(iter(worker.in_flight), None)
+        if batch_id is None:
+            raise SerializationError(f"a worker could not unpickle a batch of tasks: {why}")
+        del worker.in_flight[batch_id]
+        keys = self.batches.pop(batch_id, None)
+        if keys is None:  # leftovers of an earlier, failed compute
+            return
+        raise self.explain_unpicklable(keys, RuntimeError(why), in_worker=True)
+
+    def worker_died(self, worker: WorkerProcess, how: str | None = None):
         lost = [k for b in worker.in_flight if b in self.batches for k in self.batches[b]]
-        how = worker.exit_description()
+        how = how or worker.exit_description()
         self.pool.replace(worker)
         graph = self.state.graph
         what = ", ".join(describe_task(k, graph[k]) for k in lost[:3]) or "no task of this compute"
@@ -376,12 +467,15 @@ class _ProcessRun:
             "If it dies again, the task may use too much memory or crash the interpreter."
         )
 
-    def raise_failure(self, key, payload, rerun_exceptions_locally: bool):
+    def raise_failure(self, failed: TaskFailed, rerun_exceptions_locally: bool):
         state = self.state
+        key = failed.key
         spec = state.graph[key]
         inputs = state.inputs_of(key)
-        exc = payload.rebuild()
+        exc = failed.failure.rebuild()
         annotate_task_error(exc, key, spec, "processes", make_rerun(spec, inputs))
+        if failed.note is not None:
+            _add_note(exc, failed.note)
         if rerun_exceptions_locally:
             rerun_locally_and_raise(exc, key, spec, inputs, "processes")
         raise exc
@@ -390,3 +484,26 @@ class _ProcessRun:
         for worker in list(self.pool.workers):
             if any(b in self.batches for b in worker.in_flight):
                 self.pool.replace(worker)
+
+
+def _parts_to_send(spec: TaskSpec, inputs: dict) -> list[tuple[str, object]]:
+    """``(what, value)`` for each piece of a task that travels to a worker."""
+    parts: list[tuple[str, object]] = [("function", spec.func)]
+    parts += [(f"input {dep!r}", value) for dep, value in inputs.items()]
+    if spec.func is None:  # a container task: its literal contents
+        parts.append(("contents", spec.args))
+    else:  # literal arguments, one by one, so the offending type is named
+        parts += [(f"argument {i}", arg) for i, arg in enumerate(spec.args)]
+        parts += [(f"argument {k}=", v) for k, v in (spec.kwargs or {}).items()]
+    return parts
+
+
+def _pickle_round_trip(value) -> None:
+    pickle.loads(cloudpickle.dumps(value))
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # Python 3.10: kept where 3.11's tracebacks would show it
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]

@@ -2,20 +2,29 @@
 
 ::
 
-    calling thread                         pool threads (num_workers of them)
-    ──────────────                         ──────────────────────────────────
-    build GraphRun, hand ThreadRun.work ─► loop:  with lock: pop_ready()
-    to every pool thread                          run the task (lock released)
+    calling thread                         workers: pool threads (num_workers at most)
+    ──────────────                         ───────────────────────────────────────────
+    build GraphRun; start one worker  ───► loop:  with lock: pop_ready()
+    per ready task (num_workers at most)          run the task (lock released)
     wait on ThreadRun.finished ◄─────────         with lock: finish_task(), pop next
-    return results or raise the error             wake an idle thread only if more
-                                                  than one task became ready
+    return results or raise the error             more than one task became ready: wake
+                                                  an idle worker, or start one more
 
 There is no scheduler thread and no queue per task: a pool thread that
 finishes a task takes the next one under the same lock acquisition, so a
 task costs one lock round-trip. The calling thread only waits, which keeps
 it free to receive Ctrl-C / kernel interrupts at once: on interrupt the run is
 cancelled (no new task starts; tasks already running finish in the
-background, their results dropped) and the pool is ready for the next compute.
+background, their results dropped) and the pool is retired, so the next
+compute gets fresh threads instead of queueing behind those tasks.
+
+Threads start as the graph needs them: a compute starts a worker per ready
+task, and a worker that makes more tasks ready than there are idle workers
+starts more, never more than ``num_workers`` and never more than the graph
+is wide. A pool keeps its threads for the next compute of its size; pools of
+the two sizes used last are kept (``core.SharedPools``), an older size's
+threads end once no compute uses them. ``num_workers`` above ``MAX_WORKERS``
+is a ValueError raised before any thread starts.
 
 A task that itself calls ``compute`` from a pool thread runs that inner
 compute synchronously: waiting on the same pool could deadlock it.
@@ -26,15 +35,30 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Executor
 from time import perf_counter
 
 from lazycell.events import BUS, estimate_nbytes
 from lazycell.graph.spec import TaskSpec, run_task
-from lazycell.schedulers.core import GraphRun, order_and_count_dependents, order_graph
+from lazycell.schedulers.core import (
+    GraphRun,
+    SharedPools,
+    check_num_workers,
+    order_and_count_dependents,
+    order_graph,
+)
 from lazycell.schedulers.errors import annotate_task_error, make_rerun, rerun_locally_and_raise
 from lazycell.schedulers.sync import run_in_order
+
+# Each thread reserves a stack (8 MB of address space on Linux) and, with the
+# GIL, hundreds of threads already spend more time switching than working;
+# tasks that wait on I/O gain nothing past a few hundred. The cap keeps a typo
+# (num_workers=10**6) from starting threads until the OS refuses, which would
+# break every later compute too.
+MAX_WORKERS = 512
+# Pool sizes whose threads are kept between computes; older sizes are retired.
+KEEP_POOL_SIZES = 2
 
 _in_pool_thread = threading.local()
 
@@ -44,70 +68,113 @@ def in_pool_thread() -> bool:
 
 
 class ThreadPool:
-    """``n`` daemon threads that run submitted callables; lives for the process."""
+    """Up to ``n`` daemon threads, started as jobs need them and kept between computes.
+
+    A job goes to an idle thread, else to a new thread while there are fewer
+    than ``n``, else waits in the queue for a thread to free up. ``idle``:
+    threads waiting for a job no submitted job has claimed yet; ``queued``:
+    jobs waiting for a busy thread to free up (that thread takes one instead
+    of counting itself idle).
+    """
 
     def __init__(self, n: int):
         self.n = n
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"lazycell-thread-{i}", daemon=True)
-            for i in range(n)
-        ]
-        for t in self._threads:
-            t.start()
+        self._lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+        self.idle = 0
+        self.queued = 0
+        self.closed = False
 
-    def _serve(self) -> None:
-        _in_pool_thread.value = True
-        while True:
-            job = self._jobs.get()
-            if job is None:
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self.closed:  # a job late for a retired pool still runs, on a thread of its own
+                _start_thread(_mark_pool_thread(job), "lazycell-thread-late")
                 return
-            job()
+            if self.idle:
+                self.idle -= 1
+            elif len(self.threads) < self.n:
+                name = f"lazycell-thread-{len(self.threads)}"
+                self.threads.append(_start_thread(lambda: self._serve(job), name))
+                return
+            else:
+                self.queued += 1
+            self._jobs.put(job)
 
-    def submit(self, job) -> None:
-        self._jobs.put(job)
+    def _serve(self, job: Callable[[], None] | None) -> None:
+        _in_pool_thread.value = True
+        while job is not None:
+            job()
+            with self._lock:
+                if self.queued:
+                    self.queued -= 1
+                else:
+                    self.idle += 1
+            job = self._jobs.get()
 
     def shutdown(self) -> None:
-        for _ in self._threads:
+        """Let every thread end once the jobs already queued are done."""
+        with self._lock:
+            self.closed = True
+            n_threads = len(self.threads)
+        for _ in range(n_threads):
             self._jobs.put(None)
 
 
-_pools: dict[int, ThreadPool] = {}
-_pools_lock = threading.Lock()
+def _start_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
-def shared_pool(n: int) -> ThreadPool:
-    with _pools_lock:
-        pool = _pools.get(n)
-        if pool is None:
-            pool = _pools[n] = ThreadPool(n)
-        return pool
-
-
-def retire_shared_pool(n: int) -> None:
-    """Let the pool's threads end after their current task; the next compute gets fresh ones.
-
-    After an interrupt, tasks already running cannot be stopped; without this
-    the next compute would queue behind them.
-    """
-    with _pools_lock:
-        retired = _pools.pop(n, None)
-    if retired is not None:
-        retired.shutdown()
+_pools: SharedPools[ThreadPool] = SharedPools(ThreadPool, keep=KEEP_POOL_SIZES)
 
 
 class ThreadRun:
-    """One compute on a pool: a GraphRun plus the lock and signals around it."""
+    """One compute on a pool: a GraphRun plus the lock and signals around it.
 
-    def __init__(self, graph, order, outputs, recorder):
+    ``idle``: workers waiting for a ready task; ``n_workers``: workers started
+    for this run, never more than ``max_workers``; ``start_worker(job)`` hands
+    a worker's loop to a thread (the shared pool's, or the user's executor's).
+    """
+
+    def __init__(self, graph, order, outputs, recorder, start_worker, max_workers: int):
         self.state = GraphRun(graph, order, outputs)
         self.lock = threading.Lock()
         self.work_available = threading.Condition(self.lock)
         self.finished = threading.Event()
         self.idle = 0
+        self.n_workers = 0
+        self.max_workers = max_workers
+        self.start_worker = start_worker
         self.stopped = False
         self.error: tuple | None = None  # (key, exception, inputs)
         self.recorder = recorder
+
+    def start(self) -> None:
+        """Start one worker per ready task, ``max_workers`` at most."""
+        with self.lock:
+            self.add_workers(len(self.state.ready))
+
+    def add_workers(self, count: int) -> None:
+        """Start up to ``count`` more workers (lock held), staying within ``max_workers``."""
+        for _ in range(min(count, self.max_workers - self.n_workers)):
+            try:
+                self.start_worker(_bind(self.work, f"thread-{self.n_workers}"))
+            except RuntimeError:  # the OS refused a thread: go on with the workers running
+                if not self.n_workers:
+                    raise
+                self.max_workers = self.n_workers
+                return
+            self.n_workers += 1
+
+    def share_ready_work(self, extra: int) -> None:
+        """``extra`` ready tasks beyond the one this worker takes: wake idle workers or add some."""
+        if self.idle:
+            self.work_available.notify(extra)
+            extra -= self.idle
+        if extra > 0:
+            self.add_workers(extra)
 
     def cancel(self) -> None:
         with self.lock:
@@ -115,11 +182,20 @@ class ThreadRun:
             self.work_available.notify_all()
         self.finished.set()
 
+    def wait(self) -> None:
+        """Block until the run ends; an interrupt cancels it (running tasks finish unseen)."""
+        try:
+            self.finished.wait()
+        except BaseException:
+            self.cancel()
+            raise
+
     def work(self, worker: str) -> None:
-        """Body of one pool thread for this compute (see the module diagram)."""
+        """Body of one worker for this compute (see the module diagram)."""
         state = self.state
         graph = state.graph
         data = state.data
+        ready = state.ready
         lane = None
         if self.recorder is not None:
             # Columns of this thread's own (see events.WorkerLane): appends, no tuples.
@@ -132,7 +208,7 @@ class ThreadRun:
             while True:
                 if self.stopped:
                     return
-                if not state.ready:
+                if not ready:
                     if state.all_done:
                         return
                     self.idle += 1
@@ -168,8 +244,8 @@ class ThreadRun:
                     self.work_available.notify_all()
                     self.finished.set()
                     return
-                if self.idle and len(state.ready) > 1:
-                    self.work_available.notify(len(state.ready) - 1)
+                if len(ready) > 1 and (self.idle or self.n_workers < self.max_workers):
+                    self.share_ready_work(len(ready) - 1)
         finally:
             lock.release()
 
@@ -188,9 +264,17 @@ class ThreadsScheduler:
     name = "threads"
 
     def __init__(self, num_workers: int | None = None, pool: Executor | None = None):
-        if pool is not None:
+        if pool is not None:  # the user's threads: their executor bounds them
             num_workers = num_workers or getattr(pool, "_max_workers", None) or os.cpu_count()
-        self.n_workers = num_workers or os.cpu_count() or 1
+        else:
+            num_workers = num_workers or min(os.cpu_count() or 1, MAX_WORKERS)
+            check_num_workers(
+                num_workers,
+                MAX_WORKERS,
+                self.name,
+                "threads beyond a few hundred only add memory and switching under the GIL",
+            )
+        self.n_workers = num_workers or 1
         self.pool = pool
 
     def __repr__(self) -> str:
@@ -211,23 +295,16 @@ class ThreadsScheduler:
             )
         order = order_graph(graph, outputs)
         with BUS.recording(order, self.name, self.n_workers) as recorder:
-            run = ThreadRun(graph, order, outputs, recorder)
-            if run.state.all_done:
-                return {}
-            n_threads = min(self.n_workers, len(order))
-            for i in range(n_threads):
-                job = _bind(run.work, f"thread-{i}")
-                if self.pool is not None:
-                    self.pool.submit(_mark_pool_thread(job))
-                else:
-                    shared_pool(self.n_workers).submit(job)
-            try:
-                run.finished.wait()
-            except BaseException:
-                run.cancel()
-                if self.pool is None:
-                    retire_shared_pool(self.n_workers)
-                raise
+            if self.pool is not None:
+                run = self._run_on(_submit_to(self.pool), graph, order, outputs, recorder)
+            else:
+                with _pools.use(self.n_workers) as pool:
+                    try:
+                        run = self._run_on(pool.submit, graph, order, outputs, recorder)
+                    except BaseException:
+                        # Its threads may be busy with this run's tasks for a while.
+                        _pools.retire(pool)
+                        raise
             if run.error is not None:
                 key, exc, inputs = run.error
                 spec = graph[key]
@@ -238,9 +315,24 @@ class ThreadsScheduler:
                 raise exc
             return run.state.results()
 
+    def _run_on(self, start_worker, graph, order, outputs, recorder) -> ThreadRun:
+        run = ThreadRun(graph, order, outputs, recorder, start_worker, self.n_workers)
+        if not run.state.all_done:
+            try:
+                run.start()
+            except BaseException:
+                run.cancel()
+                raise
+            run.wait()
+        return run
+
 
 def _bind(work, worker_name):
     return lambda: work(worker_name)
+
+
+def _submit_to(executor: Executor) -> Callable[[Callable[[], None]], object]:
+    return lambda job: executor.submit(_mark_pool_thread(job))
 
 
 def _mark_pool_thread(job):
