@@ -13,7 +13,7 @@ import pytest
 
 import lazycell as lc
 from lazycell.schedulers import processes, threads
-from lazycell.schedulers.core import SharedPools
+from lazycell.schedulers.pools import SharedPools
 
 GUARD_SECONDS = 60
 N_WORKERS = 2

@@ -12,7 +12,7 @@
     inputs and readies dependents
 
 - ``ProcessPool``: ``n`` long-lived workers, kept between computes. Pools
-  of the two sizes used last are kept (``core.SharedPools``); an older
+  of the two sizes used last are kept (``pools.SharedPools``); an older
   size's workers are stopped once no compute uses them, and ``atexit`` stops
   the rest (each worker also exits when its parent disappears). A worker is
   a plain ``python -m lazycell.schedulers.process_worker`` over a socket
@@ -64,13 +64,14 @@ import cloudpickle
 
 from lazycell.events import BUS, Failure, SerializationError, WorkerDiedError
 from lazycell.graph.spec import ALIAS, DATA, TaskSpec, describe_task, run_task
-from lazycell.schedulers.core import GraphRun, SharedPools, check_num_workers, order_graph
+from lazycell.schedulers.core import GraphRun, order_graph
 from lazycell.schedulers.errors import (
     annotate_task_error,
     describe_exit,
     make_rerun,
     rerun_locally_and_raise,
 )
+from lazycell.schedulers.pools import SharedPools, check_num_workers
 from lazycell.schedulers.process_worker import read_message
 from lazycell.schedulers.spawn import spawn_worker
 
@@ -210,7 +211,7 @@ def shared_pool(n: int) -> ProcessPool:
     """The interpreter's pool of ``n`` workers, started on first use.
 
     Starting a new size may stop the workers of the least recently used size
-    (see ``core.SharedPools``); :func:`existing_pool` only looks.
+    (see ``pools.SharedPools``); :func:`existing_pool` only looks.
     """
     return _pools.get(n)
 

@@ -22,7 +22,7 @@ Threads start as the graph needs them: a compute starts a worker per ready
 task, and a worker that makes more tasks ready than there are idle workers
 starts more, never more than ``num_workers`` and never more than the graph
 is wide. A pool keeps its threads for the next compute of its size; pools of
-the two sizes used last are kept (``core.SharedPools``), an older size's
+the two sizes used last are kept (``pools.SharedPools``), an older size's
 threads end once no compute uses them. ``num_workers`` above ``MAX_WORKERS``
 is a ValueError raised before any thread starts.
 
@@ -41,14 +41,9 @@ from time import perf_counter
 
 from lazycell.events import BUS, estimate_nbytes
 from lazycell.graph.spec import TaskSpec, run_task
-from lazycell.schedulers.core import (
-    GraphRun,
-    SharedPools,
-    check_num_workers,
-    order_and_count_dependents,
-    order_graph,
-)
+from lazycell.schedulers.core import GraphRun, order_and_count_dependents, order_graph
 from lazycell.schedulers.errors import annotate_task_error, make_rerun, rerun_locally_and_raise
+from lazycell.schedulers.pools import SharedPools, check_num_workers
 from lazycell.schedulers.sync import run_in_order
 
 # Each thread reserves a stack (8 MB of address space on Linux) and, with the
