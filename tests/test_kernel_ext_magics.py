@@ -521,3 +521,17 @@ def test_an_unbalanced_quote_is_a_one_line_usage_error(shell, capsys, cell, mess
     assert str(result.error_in_exec) == message
     assert capsys.readouterr().err.strip().splitlines() == [f"UsageError: {message}"]
     assert "ran" not in shell.user_ns and lc.config.get("scheduler") == before
+
+
+def test_a_failing_cells_traceback_names_its_own_cell_number(shell):
+    # "Cell In[N]" must be the number the cell ran as, as a plain IPython error says.
+    result = run(shell, "%%compute -s sync\nlc.delayed(fail_on)(1, 1)")
+    assert result.error_in_exec is not None
+    shown = "".join(
+        shell.InteractiveTB.structured_traceback(
+            type(result.error_in_exec), result.error_in_exec, result.error_in_exec.__traceback__
+        )
+    )
+    cells = set(re.findall(r"Cell In\[(\d+)\]", re.sub(r"\x1b\[[0-9;]*m", "", shown)))
+    assert str(result.execution_count) in cells
+    assert str(result.execution_count + 1) not in cells

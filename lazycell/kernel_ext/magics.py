@@ -241,7 +241,7 @@ class LazycellMagics(Magics):
         else:  # the cell as the user sees it: the magic's line, then the code from line 2
             shown = f"%%compute {cell_options}".rstrip() + "\n" + source
             python = "\n" + python
-        filename = shell.compile.cache(shown, shell.execution_count, raw_code=shown)
+        filename = shell.compile.cache(shown, running_cell_number(shell), raw_code=shown)
         with shell.builtin_trap:
             tree = shell.compile.ast_parse(python, filename=filename)
         tree = shell.transform_ast(tree)
@@ -352,3 +352,15 @@ def split_options_and_expression(line: str, parser) -> tuple[str, str]:
             expect_value = token in takes_value
         options_end = match.end()
     return line[:options_end].strip(), ""
+
+
+def running_cell_number(shell) -> int:
+    """The ``N`` of the running cell's ``In[N]``, for its tracebacks.
+
+    IPython 9 counts the cell before running it (``shell.execution_count`` is
+    already ``N + 1`` here), IPython 8 after; the running cell's
+    ``ExecutionResult`` has the number in both.
+    """
+    result = getattr(shell.displayhook, "exec_result", None)
+    number = getattr(result, "execution_count", None)
+    return number if number is not None else shell.execution_count
