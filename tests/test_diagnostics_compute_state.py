@@ -125,6 +125,29 @@ def test_summary_names_tasks_scheduler_and_workers():
     assert summary.endswith("· threads · 2 workers")
 
 
+def fail_on_29(x):
+    if x == 29:
+        raise ValueError("29")
+    return x
+
+
+def test_a_failed_computes_summary_counts_failed_done_and_not_run_apart():
+    # sync runs the leaves in order: 29 finish, the 30th fails, the last leaf
+    # and the total never run.
+    leaves = [lc.delayed(fail_on_29, name="check")(i) for i in range(31)]
+    total = lc.delayed(sum, name="total")(leaves)
+    state = track(lambda: pytest.raises(ValueError, total.compute, scheduler="sync"))
+    summary = state.summary()
+    assert summary.startswith("✖ 1 of 32 tasks failed (check) · 29 done · 2 not run · ")
+    assert summary.endswith(" · sync · 1 worker")
+
+
+def test_summary_says_one_worker_and_one_task_in_the_singular():
+    state = track(lambda: lc.delayed(inc)(1).compute(scheduler="sync"))
+    assert state.summary().startswith("✔ 1 task in ")
+    assert state.summary().endswith("· sync · 1 worker")
+
+
 def test_each_compute_in_the_block_has_its_own_state():
     with ComputeTracker() as tracker:
         tree(3).compute(scheduler="sync")

@@ -194,3 +194,21 @@ def _descendants(state: dict, model_id: str):
     yield model
     for child in model["state"].get("children", []):
         yield from _descendants(state, child.removeprefix("IPY_MODEL_"))
+
+
+def test_counts_of_one_are_in_the_singular():
+    from lazycell.widgets.cluster_view import summary_text
+
+    info = {
+        "totals": {
+            "workers": 1,
+            "threads": 1,
+            "memory": 10**8,
+            "memory_limit": None,
+            "n_results": 1,
+            "n_processing": 0,
+        }
+    }
+    assert summary_text(info, None) == (
+        "<lazycell Client: 1 worker, 1 thread, memory 100.0 MB, 1 result held, 0 processing>"
+    )

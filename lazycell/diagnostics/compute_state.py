@@ -319,19 +319,37 @@ class ComputeState:
         return min(self.done / self.n_tasks, 1.0) if self.n_tasks else 1.0
 
     def summary(self) -> str:
-        """One line: ``"✔ 10,001 tasks in 1.24 s · threads · 2 workers"``."""
+        """One line: ``"✔ 10,001 tasks in 1.24 s · threads · 2 workers"``.
+
+        A failed compute counts what failed apart from what ran:
+        ``"✖ 1 of 32 tasks failed (ratio) · 29 done · 2 not run · 0.41 s · threads · 2 workers"``.
+        """
+        where = f"{self.scheduler} · {plural(self.n_workers, 'worker')}"
+        elapsed = format_seconds(self.elapsed())
+        if self.erred:
+            failed_groups = ", ".join(name for name, g in self.groups.items() if g.erred)
+            parts = [
+                f"{'✖' if self.finished else '…'} {self.erred:,} of "
+                f"{plural(self.n_tasks, 'task')} failed ({failed_groups})",
+                f"{self.done:,} done",
+            ]
+            not_run = self.n_tasks - self.done - self.erred - self.running
+            if not_run > 0:
+                parts.append(f"{not_run:,} not run" if self.finished else f"{not_run:,} to go")
+            return " · ".join([*parts, elapsed, where])
         mark = {"ok": "✔", "error": "✖", "cancelled": "■", "running": "…"}.get(self.status, "")
         word = {"error": "failed after", "cancelled": "interrupted after"}.get(self.status, "in")
         if self.status == "running":
             word = "so far"
-        tasks = f"{self.n_tasks:,} tasks"
+        tasks = plural(self.n_tasks, "task")
         if self.done != self.n_tasks:
             tasks = f"{self.done:,}/{tasks}"
-        line = f"{mark} {tasks} {word} {format_seconds(self.elapsed())}"
-        line += f" · {self.scheduler} · {self.n_workers} worker{'s' * (self.n_workers != 1)}"
-        if self.erred:
-            line += f" · {self.erred} erred"
-        return line
+        return f"{mark} {tasks} {word} {elapsed} · {where}"
+
+
+def plural(n: int, noun: str) -> str:
+    """``plural(1, "worker") == "1 worker"``, ``plural(2_000, "task") == "2,000 tasks"``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def format_seconds(seconds: float) -> str:

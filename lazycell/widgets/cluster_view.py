@@ -28,6 +28,7 @@ import weakref
 
 import ipywidgets as widgets
 
+from lazycell.diagnostics.compute_state import plural
 from lazycell.diagnostics.workers import worker_memory_from_info
 from lazycell.widgets.front_end import can_show_widgets, current_shell
 from lazycell.widgets.memory_view import ClusterMemoryRow, format_bytes, memory_text
@@ -82,17 +83,13 @@ def summary_text(info: dict, dashboard_link: str | None) -> str:
     limit = totals.get("memory_limit")
     memory = format_bytes(totals["memory"]) + (f" / {format_bytes(limit)}" if limit else "")
     text = (
-        f"<lazycell Client: {_plural(totals['workers'], 'worker')}, "
-        f"{_plural(totals['threads'], 'thread')}, memory {memory}, "
-        f"{totals['n_results']} results held, {totals['n_processing']} processing>"
+        f"<lazycell Client: {plural(totals['workers'], 'worker')}, "
+        f"{plural(totals['threads'], 'thread')}, memory {memory}, "
+        f"{plural(totals['n_results'], 'result')} held, {totals['n_processing']} processing>"
     )
     if dashboard_link:
         text += f"\ndashboard: {dashboard_link}"
     return text
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _dashboard_anchor(dashboard_link: str | None) -> str:
@@ -109,8 +106,8 @@ def _title_html(info: dict, dashboard_link: str | None) -> str:
     parts = [
         "<b>lazycell Client</b>",
         html.escape(str(info.get("type", "cluster"))),
-        _plural(totals["workers"], "worker"),
-        _plural(totals["threads"], "thread"),
+        plural(totals["workers"], "worker"),
+        plural(totals["threads"], "thread"),
     ]
     anchor = _dashboard_anchor(dashboard_link)
     return " · ".join(parts) + (f" · {anchor}" if anchor else "")
@@ -120,7 +117,7 @@ def _totals_text(info: dict) -> str:
     totals = info["totals"]
     limit = totals.get("memory_limit")
     memory = format_bytes(totals["memory"]) + (f" / {format_bytes(limit)}" if limit else "")
-    text = f"{totals['n_results']:,} results held · {totals['n_processing']:,} processing"
+    text = f"{plural(totals['n_results'], 'result')} held · {totals['n_processing']:,} processing"
     text += f" · memory {memory}"
     if totals.get("spilled_bytes"):
         text += f" · spilled {format_bytes(totals['spilled_bytes'])}"
@@ -130,7 +127,7 @@ def _totals_text(info: dict) -> str:
 def _tasks_text(worker: dict) -> str:
     return (
         f"{worker['n_results']:,} held · {worker['n_processing']:,} running"
-        f" · {_plural(worker['threads'], 'thread')}" + (" · paused" if worker.get("paused") else "")
+        f" · {plural(worker['threads'], 'thread')}" + (" · paused" if worker.get("paused") else "")
     )
 
 

@@ -7,7 +7,9 @@
     inc            [##########################]  10,000 / 10,000
     total          [##########################]       1 / 1
 
-A group's bar turns red once one of its tasks erred. Only the first
+A group's bar turns red once one of its tasks erred; the "all tasks" bar
+counts what finished and stays out of red (the failing group's row and the
+summary line say what failed). Only the first
 ``MAX_GROUP_ROWS`` groups get a row (dask graphs can have hundreds); the
 rest are summed in one "other groups" row.
 """
@@ -63,11 +65,13 @@ class ProgressRow(BarNamedRow):
         self.counts = widgets.Label()
         self.widget = widgets.HBox([self.bar, self.counts])
 
-    def show(self, done: int, total: int, running: int, erred: int) -> None:
+    def show(self, done: int, total: int, running: int, erred: int, red_on_error=True) -> None:
+        """Draw the counts; ``red_on_error=False`` keeps the bar's colour to what finished."""
         with self.bar.hold_sync():
             self.bar.max = max(total, 1)
             self.bar.value = min(done, self.bar.max)
-            self.bar.bar_style = "danger" if erred else ("success" if done >= total else "")
+            failed = erred and red_on_error
+            self.bar.bar_style = "danger" if failed else ("success" if done >= total else "")
         self.counts.value = progress_text(done, total, running, erred)
 
 
@@ -85,7 +89,7 @@ class ProgressView:
 
     def show(self, state: ComputeState) -> None:
         self.timing.value = timing_text(state)
-        self.overall.show(state.done, state.n_tasks, state.running, state.erred)
+        self.overall.show(state.done, state.n_tasks, state.running, state.erred, red_on_error=False)
         shown = shown_groups(state.groups)
         if list(shown) != list(self.rows):
             self._set_rows(list(shown))
