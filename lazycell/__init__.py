@@ -52,6 +52,22 @@ register_scheduler(
 )
 
 
+def _dask_cluster_scheduler(num_workers, pool):
+    """``scheduler="dask"``: the open connection to a dask cluster (``lc.Client(address)``)."""
+    from lazycell.dask_cluster import current_scheduler
+
+    return current_scheduler(num_workers, pool)
+
+
+register_scheduler(
+    "dask",
+    _dask_cluster_scheduler,
+    aliases=("dask-cluster", "dask.distributed"),
+    when_to_use="beyond one machine: an existing dask.distributed cluster, "
+    "lc.Client('tcp://host:8786') or --scheduler tcp://host:8786",
+)
+
+
 def __getattr__(name: str):
     # The local cluster and the report load on first use: worker processes
     # (which import lazycell) and sessions that never use them do not pay for them.
@@ -59,6 +75,10 @@ def __getattr__(name: str):
         import lazycell.distributed
 
         return getattr(lazycell.distributed, name)
+    if name == "dask_cluster":
+        import lazycell.dask_cluster
+
+        return lazycell.dask_cluster
     if name == "performance_report":
         from lazycell.diagnostics.report import performance_report
 
@@ -93,6 +113,7 @@ __all__ = [
     "as_completed",
     "compute",
     "config",
+    "dask_cluster",
     "delayed",
     "diagnostics",
     "get",

@@ -9,6 +9,7 @@ from kernel_helpers_tasks import add, fail_on, fails_only_in_a_worker, outer
 
 import lazycell as lc
 from lazycell.distributed.client import current_client
+from lazycell.kernel_ext import scheduler_choice
 from lazycell.kernel_ext.cell_code import CellCode
 from lazycell.kernel_ext.debugging import breakpoint_opens_pdb
 from lazycell.kernel_ext.failures import (
@@ -56,12 +57,17 @@ def test_choice_without_options_leaves_the_session_settings():
         ({"scheduler": "processes", "memory_limit": "4GB"}, "local cluster"),
         ({"scheduler": "distributed", "memory_limit": "lots"}, "--memory-limit: memory_limit"),
         ({"scheduler": "distributed", "threads_per_worker": 0}, "positive whole number"),
-        ({"scheduler": "tcp://10.0.0.5:8786"}, "not available yet"),
-        ({"scheduler": "scheduler-host:8786"}, "not available yet"),
+        # nothing listens on port 1 of this machine
+        (
+            {"scheduler": "tcp://127.0.0.1:1"},
+            "cannot reach a dask scheduler at 'tcp://127.0.0.1:1'",
+        ),
+        ({"scheduler": "localhost:1"}, "cannot reach a dask scheduler at 'localhost:1'"),
         ({"scheduler": "gpu"}, "unknown scheduler 'gpu'"),
     ],
 )
-def test_options_that_do_not_fit_are_errors_that_say_why(options, message):
+def test_options_that_do_not_fit_are_errors_that_say_why(options, message, monkeypatch):
+    monkeypatch.setattr(scheduler_choice, "CONNECT_TIMEOUT", 1)
     with pytest.raises(SchedulerOptionError, match=message):
         SchedulerChoice.from_options(**options)
 
@@ -72,12 +78,15 @@ def test_workers_with_a_sync_session_default_is_an_error():
         SchedulerChoice.from_options(workers=2)
 
 
-def test_guide_lists_each_scheduler_once_and_marks_the_remote_cluster_coming():
+def test_guide_lists_each_scheduler_once_and_how_to_name_a_dask_cluster():
     lines = scheduler_guide_text().splitlines()[1:]
     names = [line.split()[0] for line in lines]
-    coming = [line.split()[0] for line in lines if "(coming)" in line]
-    assert sorted(names) == sorted(["sync", "threads", "processes", "distributed", "ADDRESS"])
-    assert coming == ["ADDRESS"]
+    assert sorted(names) == sorted(
+        ["sync", "threads", "processes", "distributed", "dask", "ADDRESS"]
+    )
+    assert not [line for line in lines if "(coming)" in line]
+    (address,) = [line for line in lines if line.split()[0] == "ADDRESS"]
+    assert "tcp://" in address and "dask" in address
 
 
 def test_every_local_cluster_name_is_the_distributed_scheduler():

@@ -52,7 +52,7 @@ def connect(target, **options) -> DaskClusterClient:
     >>> connect("tcp://10.0.0.5:8786") is dc
     True
     """
-    if not options:
+    if not {name for name in options if name != "timeout"}:  # a timeout only bounds the connect
         for client in reversed(open_clients()):
             if client.dask is target or (
                 isinstance(target, str) and client is open_client_at(target)

@@ -37,13 +37,12 @@ from lazycell.schedulers.registry import (
 
 # The scheduler that --threads-per-worker and --memory-limit shape (a local cluster).
 CLUSTER = "distributed"
+# The scheduler of an existing dask.distributed cluster, named by its address.
+DASK = "dask"
+# Seconds to reach a dask scheduler named in a magic (dask's own default is 30).
+CONNECT_TIMEOUT = 10
 # ``tcp://10.0.0.5:8786``, ``tls://...``, ``10.0.0.5:8786``, ``scheduler-host:8786``
 CLUSTER_ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://\S+|[\w.-]+:\d+)$", re.IGNORECASE)
-
-# Shown as "(coming)" by %scheduler --list until the registry knows them.
-COMING_SCHEDULERS = {
-    "ADDRESS": "beyond one machine: a cluster at an address such as tcp://10.0.0.5:8786",
-}
 
 
 class SchedulerOptionError(ValueError):
@@ -179,15 +178,31 @@ def scheduler_name_or_error(name: str) -> str:
     except ValueError:
         pass
     if CLUSTER_ADDRESS.match(text):
-        raise SchedulerOptionError(
-            f"connecting to a cluster at {text!r} is not available yet; it is coming in "
-            f"a later release. On this machine, use threads, processes or {CLUSTER} "
-            "(see %scheduler --list)"
-        )
+        return connect_to_dask_cluster(text)
     raise SchedulerOptionError(
         f"unknown scheduler {name!r}; valid names are {scheduler_names_text()} "
         "(see %scheduler --list)"
     )
+
+
+def connect_to_dask_cluster(address: str) -> str:
+    """``--scheduler tcp://host:8786``: connect (once per address) and return ``"dask"``.
+
+    The connection is reused by every later cell naming the same address, and
+    becomes the one ``"dask"`` means. One that cannot be made is a usage error.
+    """
+    from lazycell.dask_cluster import connect  # dask loads only when an address is named
+
+    try:
+        connect(address, timeout=CONNECT_TIMEOUT)
+    except ImportError as exc:
+        raise SchedulerOptionError(str(exc)) from None
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerOptionError(
+            f"cannot reach a dask scheduler at {address!r}: {exc}; check that it runs "
+            "(dask scheduler) and that this address is the one it printed"
+        ) from None
+    return DASK
 
 
 def check_scheduler_can_run(name: str, workers: int | None) -> None:
@@ -255,7 +270,7 @@ def scheduler_entry_or_none(name: str):
 def scheduler_guide_text() -> str:
     """What ``%scheduler --list`` prints: each scheduler and when to use it."""
     rows = [(entry.name, entry.when_to_use) for entry in scheduler_entries()]
-    rows += [(name, f"(coming) {when}") for name, when in COMING_SCHEDULERS.items()]
+    rows.append(("ADDRESS", f"a dask scheduler's address such as tcp://10.0.0.5:8786: {DASK}"))
     width = max(len(name) for name, _ in rows)
     lines = ["Schedulers for %%compute --scheduler NAME and %scheduler NAME:"]
     lines += [f"  {name:<{width}}  {when}" for name, when in rows]
