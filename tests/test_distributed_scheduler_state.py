@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 
 import lazycell as lc
+from lazycell.distributed.failures import PickledFailure
 from lazycell.distributed.scheduler import membership, transitions
 from lazycell.distributed.scheduler.membership import MAX_STARTUP_FAILURES
 from lazycell.distributed.scheduler.placement import FIRST_TASKS_PER_THREAD
@@ -168,9 +169,7 @@ def test_a_failed_task_errs_its_dependents_and_their_futures_name_the_task_that_
     cluster = make_cluster()
     statuses = submit(cluster, chain(), ["c"])
     transitions.dispatch(cluster)
-    failure = Failure(
-        ZeroDivisionError("boom"), "Traceback ...", "builtins.ZeroDivisionError", "boom"
-    )
+    failure = PickledFailure.from_exception(ZeroDivisionError("boom"))
     transitions.task_erred(cluster, cluster.tasks["a"].processing_on, "a", failure, 1.0, 2.0)
     assert states(cluster) == {"a": "erred", "b": "erred", "c": "erred"}
     assert statuses["c"].status == "error"
@@ -178,16 +177,23 @@ def test_a_failed_task_errs_its_dependents_and_their_futures_name_the_task_that_
     assert statuses["c"].erred_spec is cluster.tasks["a"].spec
 
 
-def test_an_erred_task_keeps_its_inputs_in_memory_to_rerun_it_in_the_kernel():
+def test_an_erred_task_releases_its_inputs_and_a_rerun_asking_for_them_computes_them_again():
     cluster = make_cluster()
     submit(cluster, chain(), ["c"])
     transitions.dispatch(cluster)
     finish(cluster, "a")
     transitions.dispatch(cluster)
-    failure = (None, "", "builtins.ValueError", "bad")
+    failure = PickledFailure(Failure(None, "", "builtins.ValueError", "bad"))
     transitions.task_erred(cluster, cluster.tasks["b"].processing_on, "b", failure, 1.0, 2.0)
-    assert cluster.tasks["a"].state == "memory"
-    assert not any("a" in w.to_release for w in cluster.workers.values())
+    assert cluster.tasks["a"].state == "released"
+    assert any("a" in w.to_release for w in cluster.workers.values())
+    for worker in cluster.workers.values():  # the loop sent them
+        worker.to_compute.clear()
+    # %debug re-runs "b" in the kernel: the client asks for its inputs by key.
+    inputs = submit(cluster, {}, ["a"])
+    assert cluster.tasks["a"].state == "ready"
+    run_until_done(cluster)
+    assert inputs["a"].status == "finished" and cluster.tasks["b"].state == "erred"
 
 
 def test_dropping_the_last_future_forgets_the_graph_and_releases_its_results_on_the_workers():

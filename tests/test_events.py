@@ -266,15 +266,30 @@ class BrokenStr(Exception):
         raise RuntimeError("no text")
 
 
+class ExitingStr(Exception):
+    def __str__(self):
+        raise SystemExit("a __str__ that exits")
+
+
 def raise_broken_str(x):
     raise BrokenStr()
 
 
+def raise_exiting_str(x):
+    raise ExitingStr()
+
+
 @pytest.mark.parametrize("scheduler", ["sync", "threads", "processes"])
-def test_an_exception_whose_str_raises_still_fails_its_task_with_its_own_type(scheduler):
+@pytest.mark.parametrize(
+    "task, error, why",
+    [(raise_broken_str, BrokenStr, "RuntimeError"), (raise_exiting_str, ExitingStr, "SystemExit")],
+)
+def test_an_exception_whose_str_raises_still_fails_its_task_with_its_own_type(
+    scheduler, task, error, why
+):
     seen = []
     with lc.diagnostics.subscribe(seen.extend):
-        with pytest.raises(BrokenStr):
-            lc.delayed(raise_broken_str)(1).compute(scheduler=scheduler)
+        with pytest.raises(error):
+            lc.delayed(task)(1).compute(scheduler=scheduler)
     (erred,) = [e for e in seen if isinstance(e, TaskErred)]
-    assert erred.error == "BrokenStr: <str() of the exception failed: RuntimeError>"
+    assert erred.error == f"{error.__name__}: <str() of the exception failed: {why}>"

@@ -4,7 +4,8 @@ Results stay on the worker that made them; the scheduler (a thread in the
 kernel) places each task on the worker holding most of its input bytes, and
 inputs held elsewhere move worker to worker. See the ``scheduler`` package for
 the design, ``worker.py`` for a worker's threads, ``protocol.py`` for how bytes
-travel and how connections are authenticated.
+travel and how connections are authenticated, ``failures.py`` for how a task's
+exception comes back (and why it is kept pickled).
 
 >>> import lazycell as lc
 >>> with lc.Client(n_workers=2) as client:

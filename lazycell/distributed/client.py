@@ -15,6 +15,14 @@
 A client holds one reference count per key; when the last :class:`Future`
 of a key is garbage collected, the key is released on the cluster.
 
+A failure must not outlive the user's interest in it. The exception raised
+for a failed task is made afresh for each raise (the scheduler keeps it
+pickled), and the frames of this module that its traceback keeps hold keys
+and statuses, never futures: a kept exception (IPython keeps the last one)
+holds no result on the workers. Its ``lazycell_rerun`` (``%debug``) asks the
+cluster for the task's inputs when it is called, computing again those that
+were released; it keeps the graph they come from, not the inputs.
+
 Creating a client makes ``scheduler="distributed"`` the default (``lc.compute``,
 ``x.compute()``, ``%%compute``) until the last open client closes, when the
 setting in force before it comes back.
@@ -29,16 +37,22 @@ import queue
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from functools import partial
 
 from lazycell import config
 from lazycell.distributed import introspection
 from lazycell.distributed.cluster import LocalCluster
-from lazycell.distributed.protocol import DataFetcher, MissingData, dumps_control
+from lazycell.distributed.protocol import (
+    DataFetcher,
+    MissingData,
+    UnsendableResult,
+    dumps_control,
+)
 from lazycell.distributed.scheduler import STARTUP_TIMEOUT, KeyStatus
 from lazycell.distributed.store import parse_memory_limit
 from lazycell.events import BUS
+from lazycell.events.failure import SerializationError
 from lazycell.graph.collect import collect
 from lazycell.graph.dask_collections import is_dask_collection
 from lazycell.graph.delayed import Delayed
@@ -207,15 +221,22 @@ class Future:
 
     def result(self, timeout: float | None = None):
         """The value, fetched from the worker holding it; raises the task's error."""
-        return self._client._gather_keys([self], timeout)[self.key]
+        try:
+            return self._client._gather_keys([(self.key, self._status)], timeout)[self.key]
+        except BaseException:
+            # The error's traceback keeps this frame: it must not keep the future. (Not
+            # before: the caller's reference may have been handed over to ``self``.)
+            del self
+            raise
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The task's exception (None if it succeeded)."""
         try:
-            self._client._wait_settled([self], timeout)
+            self._client._wait_settled([self._status], timeout)
             if self._status.status == "error":
                 return self._client._exception_of(self._status)
         except Exception as exc:
+            del self  # as in result()
             return exc
         return None
 
@@ -438,91 +459,125 @@ class Client:
 
         ``errors="skip"`` leaves out futures that failed (in lists) instead of raising.
         """
-        if self.asynchronous:
+        if self.asynchronous:  # the futures stay referenced until the thread is done
             return self._in_thread(self._gather_blocking, futures, errors)
-        return self._gather_blocking(futures, errors)
+        shape = _keys_for_futures(futures)
+        try:
+            return self._gather_shape(shape, errors)
+        except BaseException:
+            del futures  # as in Future.result: the error's traceback must not keep them
+            raise
 
     def _gather_blocking(self, futures, errors: str):
-        flat: list = []
-        _collect_futures(futures, flat)
+        return self._gather_shape(_keys_for_futures(futures), errors)
+
+    def _gather_shape(self, shape, errors: str):
+        """``shape`` with each :class:`_GatheredKey` replaced by its key's value."""
+        wanted: list = []
+        _collect_gathered_keys(shape, wanted)
         if errors == "skip":
-            self._wait_settled(flat, None)
-            flat = [f for f in flat if f.status == "finished"]
-            values = self._gather_keys(flat, None)
-            return _replace_futures(futures, values, skip_missing=True)
-        values = self._gather_keys(flat, None)
-        return _replace_futures(futures, values)
+            self._wait_settled([status for _, status in wanted], None)
+            wanted = [(key, status) for key, status in wanted if status.status == "finished"]
+            values = self._gather_keys(wanted, None)
+            return _fill_gathered_keys(shape, values, skip_missing=True)
+        values = self._gather_keys(wanted, None)
+        return _fill_gathered_keys(shape, values)
 
-    def _wait_settled(self, futures: list, timeout: float | None) -> None:
+    def _wait_settled(self, statuses: list, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        for future in futures:
-            while not future._status.event.wait(WAIT_SLICE):
+        for status in statuses:
+            while not status.event.wait(WAIT_SLICE):
                 if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"{future!r} was not done within {timeout} s")
+                    raise TimeoutError(
+                        f"<Future {status.status} key={status.key!r}> was not done within "
+                        f"{timeout} s"
+                    )
 
-    def _gather_keys(self, futures: list, timeout: float | None) -> dict:
-        """key -> value for ``futures``, fetched from the workers holding them."""
+    def _gather_keys(self, wanted: list, timeout: float | None, graph: Mapping | None = None):
+        """key -> value for ``wanted`` ``(key, KeyStatus)`` pairs, fetched from the workers
+        holding them. The caller keeps their futures alive; this frame holds none (a
+        failure's traceback keeps it). ``graph``: see :meth:`_exception_of`."""
         values: dict = {}
-        pending = list({f.key: f for f in futures}.values())
+        pending = list(dict(wanted).items())
         deadline = None if timeout is None else time.monotonic() + timeout
         while pending:
-            self._wait_settled(pending, None if deadline is None else deadline - time.monotonic())
+            self._wait_settled(
+                [status for _, status in pending],
+                None if deadline is None else deadline - time.monotonic(),
+            )
             by_address: dict = {}
-            for future in pending:
-                status = future._status
+            for key, status in pending:
                 if status.status == "error":
-                    raise self._exception_of(status)
+                    raise self._exception_of(status, graph)
                 if status.status == "cancelled":
-                    raise concurrent.futures.CancelledError(f"{future!r} was cancelled")
-                by_address.setdefault(status.address, []).append(future)
+                    raise concurrent.futures.CancelledError(
+                        f"<Future cancelled key={key!r}> was cancelled"
+                    )
+                by_address.setdefault(status.address, []).append((key, status))
             retry = []
             for address, group in by_address.items():
                 if address is None:  # lost between settle and read: wait again
                     retry.extend(group)
                     continue
                 try:
-                    values.update(self._fetcher.fetch(address, [f.key for f in group]))
+                    values.update(self._fetcher.fetch(address, [key for key, _ in group]))
                 except MissingData:  # the worker died; the keys are being recomputed
                     self._fetcher.forget(address)
                     retry.extend(group)
+                except UnsendableResult as exc:
+                    raise SerializationError(
+                        f"the result {exc}; keep such values on the workers, or use the "
+                        "threads scheduler"
+                    ) from None
             if retry:
                 time.sleep(GATHER_RETRY_SECONDS)
             pending = retry
         return values
 
-    def _exception_of(self, status: KeyStatus) -> BaseException:
+    def _exception_of(self, status: KeyStatus, graph: Mapping | None = None) -> BaseException:
+        """A new exception for a failed key, named after the task that failed, that can
+        re-run that task here; ``graph`` (if given) is where its inputs come from."""
         exc = status.error.rebuild()
         spec = status.erred_spec
-        rerun = self._rerun_for(status.erred_key, spec) if spec is not None else None
+        rerun = None
+        if spec is not None:
+            rerun = self._rerun_for(status.erred_key, spec, graph)
         annotate_task_error(exc, status.erred_key, spec, "distributed", rerun)
         return exc
 
-    def _rerun_for(self, key: Hashable, spec: TaskSpec):
+    def _rerun_for(self, key: Hashable, spec: TaskSpec, graph: Mapping | None = None):
         def rerun_task_locally():
-            return make_rerun(spec, self._fetch_inputs(spec))()
+            return make_rerun(spec, self._inputs_of(key, spec, graph))()
 
         return rerun_task_locally
 
-    def _fetch_inputs(self, spec: TaskSpec) -> dict:
-        """The current values of a task's inputs, fetched from the workers holding them."""
-        keys = list(spec.deps)
-        where = self.scheduler.ask("locate", keys)
-        missing = [k for k, place in where.items() if place is None]
-        if missing:
-            raise LookupError(
-                f"the inputs {missing!r} of the failed task are no longer on the cluster"
-            )
-        by_address: dict = {}
-        for key, (address, _) in where.items():
-            by_address.setdefault(address, []).append(key)
-        values = {}
-        for address, group in by_address.items():
-            values.update(self._fetcher.fetch(address, group))
-        return values
+    def _inputs_of(self, key: Hashable, spec: TaskSpec, graph: Mapping | None = None) -> dict:
+        """The inputs of failed task ``key``, from the cluster: those released since it
+        failed are computed again, from the tasks the scheduler still knows or ``graph``."""
+        deps = list(spec.deps)
+        if not deps:
+            return {}
+        if graph is None:
+            unknown = self.scheduler.call(lambda s: [k for k in deps if k not in s.tasks])
+            if unknown:
+                raise LookupError(
+                    f"the inputs {unknown!r} of the failed task {key!r} are no longer known "
+                    "to the cluster (its futures were released); compute it again to debug it"
+                )
+        futures = self._submit_graph(graph if graph is not None else {}, deps)
+        try:
+            return self._gather_keys(_keys_and_statuses(futures), None)
+        finally:
+            del futures  # released once fetched: they were needed only for this re-run
 
     # -- running graphs for lc.compute(scheduler="distributed")
     def run_graph(self, graph, outputs, *, rerun_exceptions_locally: bool = False) -> dict:
-        """Compute ``graph`` for ``outputs`` here and bring the outputs back (a scheduler's run)."""
+        """Compute ``graph`` for ``outputs`` here and bring the outputs back (a scheduler's run).
+
+        A failure releases the compute's futures on its way out (its traceback keeps
+        none of them); its ``lazycell_rerun`` computes the failed task's inputs again
+        from ``graph`` when it is called.
+        """
         self._check_open()
         recorder = None
         if BUS.listening:
@@ -533,22 +588,24 @@ class Client:
             recorder = BUS.start_compute(order, "distributed", self.cluster.n_workers)
         status = "error"
         futures = self._submit_graph(graph, list(outputs), recorder)
+        wanted = _keys_and_statuses(futures)
         try:
-            values = self._gather_keys(futures, None)
+            values = self._gather_keys(wanted, None, graph)
             status = "ok"
             return values
         except KeyboardInterrupt:
             status = "cancelled"
-            self._cancel_keys([f.key for f in futures], interrupt=True)
+            self._cancel_keys([key for key, _ in wanted], interrupt=True)
             raise
         except Exception as exc:
-            rerun = getattr(exc, "lazycell_rerun", None)
             key = getattr(exc, "lazycell_task_key", None)
-            if rerun_exceptions_locally and rerun is not None and key in graph:
+            if rerun_exceptions_locally and getattr(exc, "lazycell_rerun", None) and key in graph:
                 spec = graph[key]
-                rerun_locally_and_raise(exc, key, spec, self._fetch_inputs(spec), "distributed")
+                inputs = self._inputs_of(key, spec, graph)
+                rerun_locally_and_raise(exc, key, spec, inputs, "distributed")
             raise
         finally:
+            del futures  # see the module docstring: a kept failure keeps no result
             BUS.end_compute(recorder, status)
 
     # -- cluster
@@ -895,6 +952,59 @@ def _futures_to_refs(obj):
     return obj
 
 
+def _keys_and_statuses(futures: list) -> list:
+    """``(key, KeyStatus)`` of each future: what waiting and fetching need, without the futures."""
+    return [(future.key, future._status) for future in futures]
+
+
+class _GatheredKey:
+    """Stands for a Future in the shape given to ``gather`` (see ``_keys_for_futures``)."""
+
+    __slots__ = ("key", "status")
+
+    def __init__(self, key: Hashable, status: KeyStatus):
+        self.key = key
+        self.status = status
+
+
+def _keys_for_futures(obj):
+    """``obj`` with each Future replaced by its key and status, in the same shape
+    (inside lists, tuples and dicts)."""
+    if isinstance(obj, Future):
+        return _GatheredKey(obj.key, obj._status)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)([_keys_for_futures(x) for x in obj])
+    if isinstance(obj, dict):
+        return {k: _keys_for_futures(v) for k, v in obj.items()}
+    return obj
+
+
+def _collect_gathered_keys(obj, out: list) -> None:
+    if isinstance(obj, _GatheredKey):
+        out.append((obj.key, obj.status))
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            _collect_gathered_keys(item, out)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            _collect_gathered_keys(item, out)
+
+
+def _fill_gathered_keys(obj, values: dict, skip_missing: bool = False):
+    if isinstance(obj, _GatheredKey):
+        return values[obj.key]
+    if isinstance(obj, (list, tuple)):
+        items = [
+            _fill_gathered_keys(x, values, skip_missing)
+            for x in obj
+            if not (skip_missing and isinstance(x, _GatheredKey) and x.key not in values)
+        ]
+        return type(obj)(items)
+    if isinstance(obj, dict):
+        return {k: _fill_gathered_keys(v, values, skip_missing) for k, v in obj.items()}
+    return obj
+
+
 def _collect_futures(obj, out: list) -> None:
     if isinstance(obj, Future):
         out.append(obj)
@@ -904,21 +1014,6 @@ def _collect_futures(obj, out: list) -> None:
     elif isinstance(obj, dict):
         for item in obj.values():
             _collect_futures(item, out)
-
-
-def _replace_futures(obj, values: dict, skip_missing: bool = False):
-    if isinstance(obj, Future):
-        return values[obj.key]
-    if isinstance(obj, (list, tuple)):
-        items = [
-            _replace_futures(x, values, skip_missing)
-            for x in obj
-            if not (skip_missing and isinstance(x, Future) and x.key not in values)
-        ]
-        return type(obj)(items)
-    if isinstance(obj, dict):
-        return {k: _replace_futures(v, values, skip_missing) for k, v in obj.items()}
-    return obj
 
 
 def _graph_and_keys(objs: list, optimize_graph: bool) -> tuple[dict, list]:

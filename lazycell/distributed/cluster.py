@@ -4,13 +4,17 @@ The cluster owns a :class:`~lazycell.distributed.scheduler.ClusterScheduler`
 (a thread in this process) and, through it, the worker processes. It holds
 the random authentication key every data connection must prove it knows.
 Workers listen for data on Unix sockets in a private directory of the
-cluster (removed at close). Every cluster still open at interpreter exit is closed by ``atexit``; a
-worker whose parent process dies exits by itself.
+cluster, and spill to a directory each that the scheduler makes for them;
+a worker's spill directory is removed when it ends (however it ends), and
+``close`` removes every directory the cluster made. Every cluster still open
+at interpreter exit is closed by ``atexit``; a worker whose parent process
+dies removes its files and exits by itself.
 """
 
 from __future__ import annotations
 
 import atexit
+import operator
 import os
 import secrets
 import shutil
@@ -41,6 +45,8 @@ class LocalCluster:
     ``n_workers`` and ``threads_per_worker`` default to ``$LAZYCELL_NUM_WORKERS``
     and ``$LAZYCELL_THREADS_PER_WORKER``, else one single-threaded worker per
     core (two threads per worker on machines with more than 4 cores).
+    ``n_workers=0`` starts none: tasks wait until ``scale(n)`` or ``adapt()``
+    adds workers (as in dask).
     ``memory_limit`` is per worker: bytes, ``"4GB"``, ``"auto"`` (machine
     memory / workers) or None. ``memory_thresholds`` overrides the fractions
     of it at which a worker spills (0.6), pauses (0.8) and is restarted
@@ -72,7 +78,10 @@ class LocalCluster:
         n_workers, threads_per_worker = default_worker_split(n_workers, threads_per_worker)
         self.threads_per_worker = threads_per_worker
         self.processes = processes
-        self.memory_limit = parse_memory_limit(memory_limit, n_workers)
+        # "auto" shares the machine among the workers; an empty cluster among as many
+        # as it would start by default.
+        sharing = n_workers or default_worker_split(None, threads_per_worker)[0]
+        self.memory_limit = parse_memory_limit(memory_limit, sharing)
         self.memory_thresholds = {**DEFAULT_THRESHOLDS, **(memory_thresholds or {})}
         self.authkey = secrets.token_bytes(32)
         # Workers' data sockets live here: only this user can even reach them.
@@ -226,21 +235,40 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def default_worker_split(n_workers: int | None, threads: int | None) -> tuple[int, int]:
-    """(workers, threads per worker) from the arguments, the environment, or the core count."""
+    """(workers, threads per worker) from the arguments, the environment, or the core count.
+
+    ``n_workers`` may be 0 (an empty cluster that ``scale`` or ``adapt`` fills);
+    ``threads_per_worker`` must be 1 or more. Not whole numbers: TypeError.
+    """
+    n_workers = _whole_number("n_workers", n_workers, minimum=0)
+    threads = _whole_number("threads_per_worker", threads, minimum=1)
     n_workers = n_workers if n_workers is not None else _env_int(NUM_WORKERS_VAR)
     threads = threads if threads is not None else _env_int(THREADS_VAR)
     cores = os.cpu_count() or 1
     if threads is None:
-        if n_workers is not None:
+        if n_workers:
             threads = max(1, cores // n_workers)
         else:
             threads = 1 if cores <= 4 else 2
     if n_workers is None:
         n_workers = max(1, cores // threads)
-    for name, value in (("n_workers", n_workers), ("threads_per_worker", threads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
     return n_workers, threads
+
+
+def _whole_number(name: str, value, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a whole number, not {value!r}")
+    try:
+        number = operator.index(value)  # int, or numpy's integers; not "2" or 2.0
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a whole number, not {value!r} of type {type(value).__name__}"
+        ) from None
+    if number < minimum:
+        raise ValueError(f"{name} must be {minimum} or more, not {number}")
+    return number
 
 
 def _env_int(name: str) -> int | None:

@@ -31,6 +31,18 @@ never copied into the pickle. How each buffer travels (``how``):
   (``SCM_RIGHTS``); the receiver maps it and the mapping becomes the array's
   memory. One copy in all, instead of two through the socket, and the memory
   is freed by the kernel when the last mapping goes, even if a process dies.
+
+A spilled result is a file holding one frame, all its buffers ``INLINE``
+(``write_frame`` / ``read_frame``): loading it back reads each buffer into
+the memory that becomes the array's, and sending it is sending the file.
+
+A request for results, ``("get", keys)``, is answered by one frame
+``("data", {key: value}, spilled_keys)`` with the results held in memory,
+then one frame per spilled key, in that order: its spill file, sent with
+``sendfile`` straight from the disk. The worker never loads a spilled result
+to send it, so serving results bigger than its memory limit costs it no
+memory. A spilled result deleted meanwhile arrives as :class:`Gone`. Other
+answers: ``("missing", key)``, ``("error", message)``.
 """
 
 from __future__ import annotations
@@ -99,6 +111,13 @@ class DataChannel:
         for view in inline:
             self.sock.sendall(view)
 
+    def send_file(self, f, size: int) -> None:
+        """Send a file written by :func:`write_frame`: it is one frame as it is."""
+        sent = self.sock.sendfile(f, 0, size)
+        if sent != size:  # the file shrank under us: the stream is broken, close it
+            self.sock.close()
+            raise OSError(f"sent {sent} of {size} bytes of a spill file")
+
     def _send_head(self, head: bytes, fds: list) -> None:
         if not fds:
             self.sock.sendall(head)
@@ -166,6 +185,34 @@ class DataChannel:
             self.sock.close()
         except OSError:
             pass
+
+
+def write_frame(obj, f) -> None:
+    """Write ``obj`` to the binary file ``f`` as one frame, its buffers inline and uncopied."""
+    buffers: list = []
+    main = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    views = [buf.raw() for buf in buffers]
+    info = b"".join(BUFFER_INFO.pack(view.nbytes, INLINE) for view in views)
+    f.write(HEADER.pack(len(main), len(views)) + info + main)
+    for view in views:
+        f.write(view)
+
+
+def read_frame(f):
+    """The object in a file written by :func:`write_frame`."""
+    n_main, n_buffers = HEADER.unpack(_read_file_exactly(f, HEADER.size))
+    raw_info = _read_file_exactly(f, n_buffers * BUFFER_INFO.size)
+    sizes = [BUFFER_INFO.unpack_from(raw_info, i * BUFFER_INFO.size)[0] for i in range(n_buffers)]
+    main = _read_file_exactly(f, n_main)
+    buffers = [_read_file_exactly(f, n) for n in sizes]
+    return pickle.loads(main, buffers=buffers)
+
+
+def _read_file_exactly(f, n: int) -> bytearray:
+    buf = bytearray(n)
+    if f.readinto(buf) != n:
+        raise EOFError("a spill file ended early")
+    return buf
 
 
 def _copy_to_memory_file(view: memoryview) -> int:
@@ -260,6 +307,17 @@ class MissingData(KeyError):
     """A peer does not hold (or cannot send) a key it was asked for."""
 
 
+class UnsendableResult(TypeError):
+    """A worker holds a result that cannot be pickled to send it (a lock, an open file)."""
+
+
+class Gone:
+    """Sent in place of a spilled result deleted before it could be sent."""
+
+    def __init__(self, key):
+        self.key = key
+
+
 class DataFetcher:
     """Fetches results from workers' data servers, reusing one channel per worker at a time.
 
@@ -277,21 +335,37 @@ class DataFetcher:
         """``{key: value}`` for ``keys`` held by the worker at ``address``.
 
         Raises :class:`MissingData` if the worker is gone or no longer holds
-        one of them; re-raises a pickling failure of a result as TypeError.
+        one of them, :class:`UnsendableResult` if one cannot be pickled there.
         """
         try:
             channel = self._take(address)
-            channel.send(("get", keys))
-            reply = channel.recv()
         except (OSError, EOFError) as exc:
             raise MissingData(f"worker at {address} is unreachable: {exc}") from None
+        try:
+            channel.send(("get", keys))
+            reply = channel.recv()
+            gone = None
+            if reply[0] == "data":
+                _, values, spilled = reply
+                for key in spilled:  # one frame each, after the results held in memory
+                    value = values[key] = channel.recv()
+                    if type(value) is Gone:
+                        gone = key
+        except (OSError, EOFError) as exc:
+            channel.close()
+            raise MissingData(f"worker at {address} is unreachable: {exc}") from None
+        except BaseException:  # a value that cannot be unpickled here: the stream is cut
+            channel.close()
+            raise
         self._give_back(address, channel)
-        kind, body = reply
+        kind, body = reply[:2]
         if kind == "data":
-            return body
+            if gone is not None:
+                raise MissingData(f"worker at {address} no longer holds {gone!r}")
+            return values
         if kind == "missing":
             raise MissingData(f"worker at {address} does not hold {body!r}")
-        raise TypeError(body)
+        raise UnsendableResult(body)
 
     def _take(self, address) -> DataChannel:
         with self._lock:

@@ -3,26 +3,31 @@
 ``ResultStore`` keeps results in least-recently-used order with a size
 estimate each (``nbytes`` for arrays, ``sys.getsizeof`` otherwise — pandas
 answers that with its deep memory usage). When the bytes in memory pass
-``spill_bytes``, the least recently used results are pickled to files in
-``spill_dir`` until memory is back under the target; ``get`` loads a spilled
-result back (and counts it as used). Every method takes the store's lock:
+``spill_bytes``, the least recently used results are written to files in
+``spill_dir`` until memory is back under the target, each as one frame of
+the data channel (``protocol.write_frame``); ``get`` loads a spilled result
+back (and counts it as used). Every method takes the store's lock:
 task threads, data-server threads and the control thread all use it.
 
 Why LRU: a result just made is the one its dependents are about to read;
 results made long ago are waiting for the end of a reduction.
+
+Sending results (``value_or_spill_file``): a spilled result is sent from its
+file as it is, never loaded back, so serving results bigger than the memory
+limit neither fills the worker's memory nor spills the others to make room.
+A result that cannot be pickled (a lock, an open file) cannot be spilled:
+it stays in memory (``unspillable``).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 
-import cloudpickle
-
+from lazycell.distributed.protocol import read_frame, write_frame
 from lazycell.events import estimate_nbytes
 
 SAMPLED_ITEMS = 16
@@ -39,6 +44,7 @@ class ResultStore:
         self.memory_bytes = 0
         self.spilled_bytes = 0
         self.n_spilled = 0  # results written to disk so far (for tests and panels)
+        self.unspillable: set = set()  # keys whose values failed to pickle: kept in memory
         self.lock = threading.RLock()
         self._file_ids = 0
 
@@ -69,7 +75,7 @@ class ResultStore:
                 return entry[0]
             path, nbytes = self.on_disk.pop(key)
             with open(path, "rb") as f:
-                value = pickle.load(f)
+                value = read_frame(f)
             os.unlink(path)
             self.spilled_bytes -= nbytes
             self.in_memory[key] = (value, nbytes)
@@ -77,11 +83,27 @@ class ResultStore:
             self.spill_least_recently_used(keep=key)
             return value
 
+    def value_or_spill_file(self, key: Hashable) -> tuple:
+        """``("memory", value)``, or ``("file", open file, size)`` for a spilled result, which
+        stays spilled: the caller sends the file's bytes and closes it. KeyError if absent.
+
+        The file is opened under the lock, so a result loaded back or deleted
+        meanwhile is still read whole (an open file outlives its unlinking).
+        """
+        with self.lock:
+            entry = self.in_memory.get(key)
+            if entry is not None:
+                return ("memory", entry[0])
+            path, _ = self.on_disk[key]
+            f = open(path, "rb")
+            return ("file", f, os.fstat(f.fileno()).st_size)
+
     def delete(self, key: Hashable) -> None:
         with self.lock:
             entry = self.in_memory.pop(key, None)
             if entry is not None:
                 self.memory_bytes -= entry[1]
+                self.unspillable.discard(key)
                 return
             spilled = self.on_disk.pop(key, None)
             if spilled is not None:
@@ -97,16 +119,22 @@ class ResultStore:
             for key in list(self.in_memory):
                 if self.memory_bytes <= target:
                     return
-                if key == keep:
+                if key == keep or key in self.unspillable:
                     continue
                 self._spill_one(key)
 
     def _spill_one(self, key: Hashable) -> None:
-        value, nbytes = self.in_memory.pop(key)
+        value, nbytes = self.in_memory[key]
         self._file_ids += 1
         path = os.path.join(self.spill_dir, f"{self._file_ids}.pkl")
-        with open(path, "wb") as f:
-            cloudpickle.dump(value, f, protocol=5)
+        try:
+            with open(path, "wb") as f:
+                write_frame(value, f)
+        except Exception:  # cannot be pickled (or the disk is full): it stays in memory
+            _unlink_quietly(path)
+            self.unspillable.add(key)
+            return
+        del self.in_memory[key]
         self.memory_bytes -= nbytes
         self.on_disk[key] = (path, nbytes)
         self.spilled_bytes += nbytes
@@ -123,6 +151,7 @@ class ResultStore:
             for key in list(self.on_disk):
                 self.delete(key)
             self.in_memory.clear()
+            self.unspillable.clear()
             self.memory_bytes = 0
             if self._spill_dir is not None:
                 try:

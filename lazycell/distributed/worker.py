@@ -11,11 +11,12 @@
                                                          from a peer's data server ◄──── data
                                                          run, store.put(result)
                                    ◄──── ("reports", [("finished", key, nbytes, t0, t1),
-                                                      ("erred", key, failure, t0, t1),
+                                                      ("erred", key, PickledFailure, t0, t1),
                                                       ("missing", key, dep)])
                                    ◄──── ("broken", id, error): batch cannot be unpickled
     ("release", [keys])            ───► store.delete
                                          data server threads: ("get", keys) ──────────► values
+                                           (spilled ones sent from their files, unread)
     ("call", id, fn)               ───► control thread: fn(worker)
                                    ◄──── ("call-result", id, ok, value or failure)
     ("plugin", id, name, plugin)   ───► control thread: plugin.setup(worker)
@@ -28,7 +29,10 @@
 - ``store``: the :class:`ResultStore` of results made here; spills to disk
   above the spill threshold of the memory limit.
 - ``tasks``: tasks sent by the scheduler, run in arrival order by
-  ``threads_per_worker`` task threads.
+  ``threads_per_worker`` task threads. Nothing a task does ends a task
+  thread: whatever escapes a task's handling (an input that cannot be sent
+  here, a result that cannot be kept) becomes that task's failure, and the
+  thread takes the next task.
 - ``outbox``: reports not yet sent. Sent at once when the task queue is
   empty, else at least every ``FLUSH_INTERVAL`` by the flusher thread, so a
   stream of tiny tasks costs one message per batch, not per task.
@@ -48,6 +52,9 @@
   above ``pause`` it stops starting tasks (and tells the scheduler), above
   ``terminate`` it reports and exits so the scheduler restarts it and
   recomputes what it held.
+- Spilled results go to the directory the scheduler names in the setup
+  (``spill_dir``); the scheduler removes it when this worker ends, however
+  it ends.
 
 Started as ``python -m lazycell.distributed.worker FD PARENT_PID`` over a
 socket pair (not ``multiprocessing``), so the user's ``__main__`` is never
@@ -68,11 +75,16 @@ import threading
 import time
 from multiprocessing.connection import Connection
 
+import cloudpickle
+
+from lazycell.distributed.failures import PickledFailure
 from lazycell.distributed.plugins import worker_of_thread
 from lazycell.distributed.profiler import BusyThreads, StackSampler
 from lazycell.distributed.protocol import (
     DataFetcher,
+    Gone,
     MissingData,
+    UnsendableResult,
     accept_authenticated,
     dumps_control,
     listen,
@@ -80,7 +92,7 @@ from lazycell.distributed.protocol import (
 )
 from lazycell.distributed.store import ResultStore
 from lazycell.events.failure import Failure
-from lazycell.graph.spec import run_task
+from lazycell.graph.spec import describe_task, run_task
 
 FLUSH_INTERVAL = 0.005
 MEMORY_SAMPLE_SECONDS = 0.05
@@ -201,16 +213,17 @@ class Worker:
         try:
             reply = ("call-result", request_id, True, func(*args))
         except BaseException as exc:  # noqa: B036 - a SystemExit in user code must not stop us
-            reply = ("call-result", request_id, False, Failure.from_exception(exc))
+            reply = ("call-result", request_id, False, PickledFailure.from_exception(exc))
         try:
             payload = dumps_control(reply)
-        except Exception as exc:
+            loads_control(payload)  # one that cannot be unpickled would be lost on the way
+        except BaseException as exc:  # noqa: B036 - whatever unpickling the value raises
             value = reply[3]
             message = (
                 f"the result of type {type(value).__module__}.{type(value).__qualname__} "
-                f"cannot be pickled to send it back: {exc}"
+                f"cannot be sent back (pickled and unpickled): {exc!r}"
             )
-            failure = Failure.serialization(message)
+            failure = PickledFailure.of(Failure.serialization(message))
             payload = dumps_control(("call-result", request_id, False, failure))
         if request_id is not None:
             with self.send_lock:
@@ -294,6 +307,8 @@ class Worker:
             busy.add(ident)  # for the stack sampler (a set: atomic under the GIL, no lock)
             try:
                 self.run_one(*item)
+            except BaseException as exc:  # noqa: B036 - nothing a task does may end this loop
+                self.fail_task_with_escaped_error(item[0], exc)
             finally:
                 busy.discard(ident)
 
@@ -303,16 +318,36 @@ class Worker:
         except MissingData as missing:
             self.report(("missing", key, str(missing)))
             return
+        except Exception as exc:  # an input that cannot be sent here, or unpickled here
+            if isinstance(exc, UnsendableResult):
+                why = (
+                    f"input {exc}; use such a value within one task, or run the tasks "
+                    "that take it where it is made (workers=[...])"
+                )
+            else:
+                why = f"an input could not be received: {type(exc).__name__}: {exc}"
+            message = f"{describe_task(key, spec)} cannot run on {self.name}: {why}"
+            failure = PickledFailure.of(Failure.serialization(message))
+            now = time.perf_counter()
+            self.report(("erred", key, failure, now, now))
+            return
         start = time.perf_counter()
         try:
             result = run_task(spec, inputs)
         except BaseException as exc:  # noqa: B036 - SystemExit in a task must not kill us
-            self.report(("erred", key, Failure.from_exception(exc), start, time.perf_counter()))
+            stop = time.perf_counter()
+            self.report(("erred", key, PickledFailure.from_exception(exc), start, stop))
             return
         stop = time.perf_counter()
         del inputs
         nbytes = self.store.put(key, result)
         self.report(("finished", key, nbytes, start, stop))
+
+    def fail_task_with_escaped_error(self, key, exc: BaseException) -> None:
+        """Something escaped the handling of task ``key`` (not its function: that is
+        caught in ``run_one``): the task fails with it, and its thread carries on."""
+        now = time.perf_counter()
+        self.report(("erred", key, PickledFailure.from_exception(exc), now, now))
 
     def gather_inputs(self, deps: tuple, where: dict) -> dict:
         inputs = {}
@@ -385,20 +420,59 @@ class Worker:
             channel.close()
 
     def send_values(self, channel, keys: list) -> None:
-        try:
-            values = {key: self.store.get(key) for key in keys}
-        except KeyError as exc:
-            channel.send(("missing", exc.args[0]))
+        """Answer ``("get", keys)``: the results in memory in one frame, then each spilled
+        one from its file, unread (see ``protocol.py``)."""
+        store = self.store
+        in_memory = {}
+        spilled = []
+        missing = None
+        with store.lock:
+            for key in keys:
+                entry = store.in_memory.get(key)
+                if entry is not None:
+                    in_memory[key] = entry[0]
+                    store.in_memory.move_to_end(key)  # just used: spilled last
+                elif key in store.on_disk:
+                    spilled.append(key)
+                else:
+                    missing = key
+                    break
+        if missing is not None:
+            channel.send(("missing", missing))
             return
         try:
-            channel.send(("data", values))
+            channel.send(("data", in_memory, spilled))
         except OSError:
             raise
         except Exception as exc:  # pickling fails before a byte is sent: the stream is intact
-            names = ", ".join(
-                f"{type(v).__module__}.{type(v).__qualname__}" for v in values.values()
-            )
-            channel.send(("error", f"a result of type {names} cannot be pickled to send it: {exc}"))
+            channel.send(("error", self.describe_unsendable(in_memory, exc)))
+            return
+        del in_memory
+        for key in spilled:
+            try:
+                found = store.value_or_spill_file(key)
+            except KeyError:  # released meanwhile
+                channel.send(Gone(key))
+                continue
+            if found[0] == "memory":  # loaded back by a task meanwhile
+                channel.send(found[1])
+                continue
+            _, f, size = found
+            with f:
+                channel.send_file(f, size)
+
+    def describe_unsendable(self, values: dict, exc: Exception) -> str:
+        """Which result could not be pickled to send it, of what type, from where."""
+        for key, value in values.items():
+            try:
+                cloudpickle.dumps(value, protocol=5, buffer_callback=lambda _: None)
+            except Exception as culprit:
+                kind = type(value)
+                return (
+                    f"{key!r} of type {kind.__module__}.{kind.__qualname__} could not be sent "
+                    f"from {self.name}: {culprit}"
+                )
+        return f"{', '.join(map(repr, values))} could not be sent from {self.name}: {exc}"
 
     # -- memory
     def send_heartbeats(self) -> None:
@@ -431,7 +505,10 @@ class Worker:
     def configure_memory(self, options: dict) -> None:
         self.memory_limit = options.get("memory_limit")
         self.thresholds = options.get("thresholds") or {}
-        if options.get("local_directory"):
+        if options.get("spill_dir"):  # made by the scheduler, which removes it when we end
+            os.makedirs(options["spill_dir"], exist_ok=True)
+            self.store = ResultStore(spill_dir=options["spill_dir"])
+        elif options.get("local_directory"):
             os.makedirs(options["local_directory"], exist_ok=True)
             self.store = ResultStore(
                 spill_dir=tempfile.mkdtemp(prefix="lazycell-spill-", dir=options["local_directory"])

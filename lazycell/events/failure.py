@@ -115,7 +115,7 @@ def message_of(exc: BaseException) -> str:
     turn one failed task into a dead worker thread."""
     try:
         return str(exc)
-    except Exception as str_failed:
+    except BaseException as str_failed:  # noqa: B036 - even a SystemExit from a __str__
         return f"<str() of the exception failed: {type(str_failed).__name__}>"
 
 
@@ -126,7 +126,7 @@ def user_traceback(exc: BaseException) -> str:
         tb = tb.tb_next
     try:
         return "".join(traceback.format_exception(type(exc), exc, tb))
-    except Exception:  # a broken __str__ again: keep the frames, say what failed
+    except BaseException:  # noqa: B036 - a broken __str__ again: keep the frames, say so
         lines = traceback.format_tb(tb)
         return "".join(lines) + f"{type_name_of(exc)}: {message_of(exc)}\n"
 

@@ -32,6 +32,20 @@ This module is the I/O: it implements the seams of ``SchedulerState``
 plugins and calls sent to workers. Every change of a task's state is in
 ``transitions``, every choice of worker in ``placement``, every change of the
 set of workers in ``membership``.
+
+Files: each worker spills to a directory made here when it is launched
+(``spill_dirs``, inside ``local_directory`` or the system's temporary
+directory). It is removed as soon as the worker has ended, whether it stopped,
+was restarted over its memory limit or was killed, and ``close`` removes any
+left: a worker that dies cannot clean up after itself, and nothing of the
+cluster may stay on disk.
+
+Bad messages: task failures travel as
+:class:`~lazycell.distributed.failures.PickledFailure` records, whose
+exceptions stay pickled until the client raises them, so one exception that
+cannot be unpickled here cannot take a batch of reports down with it. A
+message that still cannot be unpickled is reported and dropped; the loop
+carries on.
 """
 
 from __future__ import annotations
@@ -40,15 +54,18 @@ import itertools
 import os
 import pickle
 import queue
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
 import warnings
 from multiprocessing.connection import Connection, wait
 
+from lazycell.distributed.failures import PickledFailure
 from lazycell.distributed.protocol import dumps_control, loads_control
 from lazycell.distributed.scheduler import membership, transitions
 from lazycell.distributed.scheduler.placement import GUESSED_TASK_SECONDS
@@ -122,6 +139,7 @@ class ClusterScheduler(SchedulerState):
         super().__init__(n_workers, threads_per_worker, allowed_failures)
         self.local_directory = local_directory
         self.socket_dir = socket_dir
+        self.spill_dirs: set[str] = set()  # made for workers, removed when each one ends
         self.authkey = authkey
         self.memory_limit = memory_limit
         self.thresholds = thresholds
@@ -169,6 +187,8 @@ class ClusterScheduler(SchedulerState):
         if self.stopped or not self._thread.is_alive():
             self.stop_all_workers()
             self.stopped = True
+            for path in list(self.spill_dirs):
+                self.remove_spill_dir(path)
             return
         done = threading.Event()
         self.submit_command("close", done)
@@ -177,6 +197,8 @@ class ClusterScheduler(SchedulerState):
             self.stop_all_workers()
         self._thread.join(timeout)
         self.callbacks.put(None)
+        for path in list(self.spill_dirs):  # workers that did not end in time
+            self.remove_spill_dir(path)
 
     def call(self, func, timeout: float = 30.0):
         """Run ``func(scheduler)`` on the scheduler thread and return its result."""
@@ -234,7 +256,7 @@ class ClusterScheduler(SchedulerState):
                 dispatch(self)
                 membership.progress_retirements(self)
                 self.flush_to_workers()
-            except Exception:  # a bug here must not silently freeze every future
+            except BaseException:  # noqa: B036 - a bug here must not silently freeze every future
                 print("lazycell: error in the cluster scheduler:", file=sys.stderr)
                 traceback.print_exc()
 
@@ -320,9 +342,18 @@ class ClusterScheduler(SchedulerState):
     # -- messages from workers
     def handle_worker_message(self, worker: WorkerHandle) -> None:
         try:
-            message = loads_control(worker.control.recv_bytes())
+            payload = worker.control.recv_bytes()
         except (EOFError, OSError):
             membership.remove_worker(self, worker)
+            return
+        try:
+            message = loads_control(payload)
+        except Exception as exc:  # the worker checks what it sends; this is a last resort
+            print(
+                f"lazycell: a message from {worker.name} could not be unpickled and was "
+                f"dropped: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
             return
         kind = message[0]
         if kind == "reports":
@@ -414,7 +445,8 @@ class ClusterScheduler(SchedulerState):
                 f"{describe_task(key, ts.spec)} cannot be unpickled on the worker ({error}); "
                 "define its function in a module the workers can import, or in the notebook"
             )
-            transitions.mark_erred(self, ts, (Failure.serialization(message), key))
+            failure = PickledFailure.of(Failure.serialization(message))
+            transitions.mark_erred(self, ts, (failure, key))
 
     def fail_unpicklable(self, worker: WorkerHandle, items: list, exc: Exception) -> None:
         for key, spec, where in items:
@@ -433,7 +465,8 @@ class ClusterScheduler(SchedulerState):
                 f"{describe_task(key, spec)} cannot be sent to a worker: its function or "
                 f"arguments cannot be pickled ({exc})"
             )
-            transitions.mark_erred(self, ts, (Failure.serialization(message), key))
+            failure = PickledFailure.of(Failure.serialization(message))
+            transitions.mark_erred(self, ts, (failure, key))
 
     def send_to(self, worker: WorkerHandle, message: tuple) -> None:
         self.send_bytes_to(worker, dumps_control(message))
@@ -488,6 +521,10 @@ class ClusterScheduler(SchedulerState):
 
     # -- worker processes (the seams of SchedulerState)
     def launch_worker(self, index: int) -> WorkerHandle:
+        if self.local_directory:
+            os.makedirs(self.local_directory, exist_ok=True)
+        spill_dir = tempfile.mkdtemp(prefix=f"lazycell-spill-{index}-", dir=self.local_directory)
+        self.spill_dirs.add(spill_dir)
         setup = (
             "setup",
             list(sys.path),
@@ -498,11 +535,18 @@ class ClusterScheduler(SchedulerState):
                 "memory_limit": self.memory_limit,
                 "thresholds": self.thresholds,
                 "local_directory": self.local_directory,
+                "spill_dir": spill_dir,
                 "socket_dir": self.socket_dir,
                 "name": f"worker-{index}",
             },
         )
-        return start_worker(index, self.threads_per_worker, setup, in_process=not self.processes)
+        try:
+            worker = start_worker(index, self.threads_per_worker, setup, not self.processes)
+        except BaseException:
+            self.remove_spill_dir(spill_dir)
+            raise
+        worker.spill_dir = spill_dir
+        return worker
 
     def end_worker_process(self, worker: WorkerHandle) -> str:
         kill_worker(worker)
@@ -512,7 +556,15 @@ class ClusterScheduler(SchedulerState):
             except subprocess.TimeoutExpired:
                 pass
         worker.control.close()
+        self.remove_spill_dir(worker.spill_dir)
         return describe_worker_exit(worker)
+
+    def remove_spill_dir(self, path: str | None) -> None:
+        """A worker has ended: its spilled results go (it may have died before it could)."""
+        if path is None:
+            return
+        self.spill_dirs.discard(path)
+        shutil.rmtree(path, ignore_errors=True)
 
     def wait_for_exit(self, workers: list[WorkerHandle]) -> None:
         deadline = time.monotonic() + 3
@@ -526,6 +578,7 @@ class ClusterScheduler(SchedulerState):
             elif worker.thread is not None:
                 worker.thread.join(timeout=max(0.0, deadline - time.monotonic()))
             worker.control.close()
+            self.remove_spill_dir(worker.spill_dir)
 
     def worker_exited(self, worker: WorkerHandle) -> bool:
         return worker.proc is not None and worker.proc.poll() is not None
@@ -551,6 +604,6 @@ class ClusterScheduler(SchedulerState):
             pass
 
 
-def _closed_failure() -> Failure:
+def _closed_failure() -> PickledFailure:
     message = "the cluster was closed before this result was computed"
-    return Failure(None, "", type_name_of(RuntimeError), message)
+    return PickledFailure(Failure(None, "", type_name_of(RuntimeError), message))

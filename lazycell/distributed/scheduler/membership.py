@@ -39,6 +39,7 @@ import sys
 import warnings
 
 from lazycell.distributed.activity import ClusterActivity
+from lazycell.distributed.failures import PickledFailure
 from lazycell.distributed.scheduler.state import SchedulerState, WorkerHandle
 from lazycell.distributed.scheduler.transitions import (
     activate,
@@ -101,7 +102,7 @@ def recover_tasks_of(state: SchedulerState, worker: WorkerHandle, how: str) -> N
                 f"{ts.suspicious} times (last: {worker.name}, pid {worker.pid}, {how}); "
                 "it probably crashes the interpreter or uses too much memory"
             )
-            failure = Failure(None, "", type_name_of(WorkerDiedError), message)
+            failure = PickledFailure(Failure(None, "", type_name_of(WorkerDiedError), message))
             ts.state = "released"
             mark_erred(state, ts, (failure, ts.key))
         else:
@@ -139,7 +140,7 @@ def needs_replacement(state: SchedulerState, worker: WorkerHandle, was_running: 
 def forget_pending_answers(state: SchedulerState, worker: WorkerHandle, how: str) -> None:
     """A worker died: its answers to calls will never come; moves to or from it are off."""
     message = f"{worker.name} (pid {worker.pid}) {how} before answering"
-    failure = Failure(None, "", type_name_of(WorkerDiedError), message)
+    failure = PickledFailure(Failure(None, "", type_name_of(WorkerDiedError), message))
     for request_id, call in list(state.pending_calls.items()):
         call.answer(worker.name, False, failure)
         if not call.waiting:

@@ -51,7 +51,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from lazycell.distributed.activity import ClusterActivity
-from lazycell.events.failure import Failure
+from lazycell.distributed.failures import PickledFailure
 from lazycell.graph.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class TaskState:
         self.nbytes = 0
         self.wanted = False
         self.suspicious = 0  # deaths of workers that were running it
-        self.error: tuple | None = None  # (Failure, key of the failed task)
+        self.error: tuple | None = None  # (PickledFailure, key of the failed task)
         self.recorder = recorder
         self.restrictions: frozenset | None = None  # names of the workers it may run on
         self.group: str | None = None  # key_group(key), set when first sent
@@ -111,8 +111,11 @@ class KeyStatus:
     """What the futures of one key wait on; written by the scheduler thread only.
 
     ``status`` is ``"pending"``, ``"finished"`` (``address`` says which worker
-    holds it), ``"error"`` (``error`` is the :class:`~lazycell.events.Failure`, ``erred_key`` /
-    ``erred_spec`` the task that failed) or ``"cancelled"``.
+    holds it), ``"error"`` (``error`` is the
+    :class:`~lazycell.distributed.failures.PickledFailure`, ``erred_key`` /
+    ``erred_spec`` the task that failed) or ``"cancelled"``. It holds no live
+    exception: each raise rebuilds one, so no traceback (and none of the
+    futures its frames hold) is kept here.
     """
 
     def __init__(self, key: Hashable):
@@ -120,7 +123,7 @@ class KeyStatus:
         self.status = "pending"
         self.address: tuple | None = None
         self.worker_name: str | None = None
-        self.error: Failure | None = None
+        self.error: PickledFailure | None = None
         self.erred_key: Hashable = None
         self.erred_spec: TaskSpec | None = None
         self.event = threading.Event()
@@ -164,6 +167,7 @@ class WorkerHandle:
         self.control: Connection | None = None  # control messages, both ways
         self.proc: subprocess.Popen | None = None  # None for a worker on a thread
         self.thread: threading.Thread | None = None
+        self.spill_dir: str | None = None  # made by the loop; removed when the worker ends
         self.processing: set[TaskState] = set()
         self.has_what: set[TaskState] = set()
         self.nbytes = 0
@@ -186,7 +190,7 @@ class PendingCall:
 
     def __init__(self, worker_names: set, reply: queue.SimpleQueue):
         self.waiting = set(worker_names)
-        self.results: dict = {}  # worker name -> (ok, value or Failure)
+        self.results: dict = {}  # worker name -> (ok, value or PickledFailure)
         self.reply = reply
 
     def answer(self, worker_name: str, ok: bool, value) -> None:

@@ -13,9 +13,12 @@
 
 (The task states and the scheduler state are named in ``state``.)
 
-Releasing: a result leaves memory when it is not wanted and every task that
-takes it is in memory; an erred task keeps its inputs so it can be re-run in
-the kernel. A task no wanted key depends on any more is forgotten.
+Releasing: a result leaves memory when it is not wanted and no task that
+takes it still has to run (every one is in memory, released or erred). An
+erred task does not keep its inputs on the workers: re-running it in the
+kernel (``%debug``) asks for them again, and what was released is computed
+again then (the task states, with their specs, stay until the failure's
+futures are dropped). A task no wanted key depends on any more is forgotten.
 
 What the workers must hear goes to their outboxes: ``send_task`` appends to
 ``WorkerHandle.to_compute``, a release to ``WorkerHandle.to_release``; the
@@ -28,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from heapq import heappop, heappush
 
+from lazycell.distributed.failures import PickledFailure
 from lazycell.distributed.scheduler.placement import (
     choose_worker,
     expected_seconds,
@@ -58,7 +62,7 @@ def update_graph(
         order = order_graph(_KnownAsLeaves(graph, known), wanted)
     except (KeyError, ValueError) as exc:
         for status in statuses:
-            status.error = Failure(exc, "", type_name_of(exc), message_of(exc))
+            status.error = PickledFailure.of(Failure(exc, "", type_name_of(exc), message_of(exc)))
             status.erred_key = status.key
             status.settle("error", state.callbacks)
         return
@@ -238,7 +242,7 @@ def task_finished(
 
 
 def task_erred(
-    state: SchedulerState, worker: WorkerHandle, key, failure: Failure, start, stop
+    state: SchedulerState, worker: WorkerHandle, key, failure: PickledFailure, start, stop
 ) -> None:
     """``key`` raised on ``worker``: it and what waits on it err with ``failure``."""
     ts = state.tasks.get(key)
@@ -253,7 +257,8 @@ def task_erred(
 
 
 def mark_erred(state: SchedulerState, ts: TaskState, error: tuple) -> None:
-    """``ts`` and every task waiting on it fail with ``error``: (failure, failed key)."""
+    """``ts`` and every task waiting on it fail with ``error``: (failure, failed key).
+    Their inputs leave memory unless another task still needs them."""
     stack = [ts]
     while stack:
         ts = stack.pop()
@@ -266,6 +271,8 @@ def mark_erred(state: SchedulerState, ts: TaskState, error: tuple) -> None:
         for dependent in ts.dependents:
             if dependent.state in ("waiting", "ready"):
                 stack.append(dependent)
+        for dep in ts.deps:
+            release_if_unneeded(state, dep)
 
 
 def report_to_status(state: SchedulerState, ts: TaskState) -> None:
@@ -292,7 +299,10 @@ def report_to_status(state: SchedulerState, ts: TaskState) -> None:
 def is_needed_in_memory(ts: TaskState) -> bool:
     if ts.wanted:
         return True
-    return any(d.state not in ("memory", "released") for d in ts.dependents)
+    return any(d.state in _TO_RUN for d in ts.dependents)
+
+
+_TO_RUN = frozenset(("waiting", "ready", "processing"))
 
 
 def release_if_unneeded(state: SchedulerState, ts: TaskState) -> None:
