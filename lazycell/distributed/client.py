@@ -34,6 +34,7 @@ import asyncio
 import concurrent.futures
 import os
 import queue
+import sys
 import threading
 import time
 from collections import namedtuple
@@ -286,6 +287,17 @@ def _set_if_pending(aio_future) -> None:
 # ------------------------------------------------------------------------------ Client
 
 
+def is_dask_target(target) -> bool:
+    """Whether ``Client(target)`` means a dask.distributed cluster: an address, a dask
+    ``Cluster`` or a ``distributed.Client`` (distributed is never imported to tell)."""
+    if isinstance(target, str):
+        return True
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return False
+    return isinstance(target, (distributed.Client, distributed.deploy.Cluster))
+
+
 class Client:
     """Connect to a local cluster (a new one unless given) and make it the default scheduler.
 
@@ -298,7 +310,11 @@ class Client:
     >>> client.close()
 
     ``Client(cluster)`` uses an existing :class:`LocalCluster`; keyword
-    arguments otherwise go to ``LocalCluster``. Use ``with Client() as c:``
+    arguments otherwise go to ``LocalCluster``. Beyond one machine,
+    ``Client("tcp://host:8786")``, ``Client(dask_cluster)`` (any
+    ``distributed.deploy.Cluster``) or ``Client(distributed_client)`` connect
+    to a dask.distributed cluster instead and return a
+    :class:`lazycell.dask_cluster.DaskClusterClient` (see there). Use ``with Client() as c:``
     to close it (and the cluster it started) at the end of the block.
     ``asynchronous=True`` is for ``async`` code (a notebook's top-level
     ``await``): ``await client.gather(...)``, ``await client.close()``,
@@ -306,6 +322,19 @@ class Client:
     awaitable in either mode; ``submit``, ``map``, ``compute`` and ``persist``
     return at once in both.
     """
+
+    def __new__(cls, address_or_cluster=None, **options):
+        if is_dask_target(address_or_cluster):
+            # Beyond one machine: dask.distributed runs the tasks (lazycell.dask_cluster).
+            from lazycell.dask_cluster import connect
+
+            if options.pop("asynchronous", False):
+                raise ValueError(
+                    "lazycell's connection to a dask cluster is synchronous; for async code "
+                    "use distributed.Client(..., asynchronous=True) directly"
+                )
+            return connect(address_or_cluster, **options)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -325,8 +354,9 @@ class Client:
             self._owns_cluster = False
         else:
             raise ValueError(
-                f"Client({address_or_cluster!r}): lazycell connects to a LocalCluster object "
-                "(or starts one); connecting by address is not supported"
+                f"Client({address_or_cluster!r}): pass nothing (a new local cluster), a "
+                "lazycell LocalCluster, a dask scheduler's address such as "
+                "'tcp://10.0.0.5:8786', a dask Cluster object or a distributed.Client"
             )
         self.asynchronous = asynchronous
         self.scheduler = self.cluster.scheduler
