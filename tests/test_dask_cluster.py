@@ -432,17 +432,20 @@ def test_without_distributed_connecting_says_how_to_install_it(monkeypatch):
         dask_cluster.DaskClusterClient("tcp://127.0.0.1:8786")
 
 
-def test_lc_client_with_an_address_or_a_dask_cluster_connects_to_dask(
-    cli_cluster, local_cluster, cell
-):
-    with lc.Client(cli_cluster.address) as by_address:
+def test_lc_client_with_an_address_or_a_dask_cluster_connects_to_dask(local_cluster, cell):
+    with lc.Client(local_cluster.scheduler_address) as by_address:
         assert isinstance(by_address, dask_cluster.DaskClusterClient)
         assert lc.delayed(cell.inc)(1).compute() == 2  # the default scheduler while open
         assert lc.api.resolve_scheduler().name == "dask"
+    assert lc.api.resolve_scheduler().name == "threads"
     with lc.Client(local_cluster) as by_cluster:
         assert isinstance(by_cluster, dask_cluster.DaskClusterClient)
         assert by_cluster.submit(cell.inc, 41).result(timeout=60) == 42
     assert lc.api.resolve_scheduler().name == "threads"
+
+
+def test_lc_client_with_an_address_already_connected_gives_that_connection(dc, cli_cluster):
+    assert lc.Client(cli_cluster.address) is dc
 
 
 def test_lc_client_with_something_it_cannot_use_says_what_it_takes():
