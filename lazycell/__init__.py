@@ -14,13 +14,15 @@ cluster, the reports and the IPython extension only when first used, so
 ``import lazycell`` stays light (no plotly, ipywidgets, IPython or numpy).
 """
 
+import sys
+
 from lazycell import config, diagnostics
 from lazycell._version import __version__ as __version__
 from lazycell.api import compute, get, get_scheduler, graph_of, persist
 from lazycell.events.failure import SerializationError, TaskError, WorkerDiedError
 from lazycell.graph.delayed import Delayed, delayed
 from lazycell.graph.spec import TaskSpec
-from lazycell.schedulers.registry import register_scheduler
+from lazycell.schedulers.registry import register_scheduler, register_scheduler_object
 from lazycell.widgets.live import live
 
 # The name lc.diagnostics.live has had since 0.1; live() itself is a widgets-layer view.
@@ -66,6 +68,21 @@ register_scheduler(
     when_to_use="beyond one machine: an existing dask.distributed cluster, "
     "lc.Client('tcp://host:8786') or --scheduler tcp://host:8786",
 )
+
+
+def _is_distributed_client(obj) -> bool:
+    distributed = sys.modules.get("distributed")  # never imported to tell
+    return distributed is not None and isinstance(obj, distributed.Client)
+
+
+def _distributed_client_scheduler(client):
+    """``scheduler=distributed_client``: that client's cluster, through one lazycell connection."""
+    from lazycell.dask_cluster import connection_for
+
+    return connection_for(client).graph_runner()
+
+
+register_scheduler_object(_is_distributed_client, _distributed_client_scheduler)
 
 
 def __getattr__(name: str):

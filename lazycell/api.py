@@ -20,7 +20,12 @@ from lazycell.graph.delayed import Delayed
 from lazycell.graph.spec import TaskSpec, data_spec, specs_from_dask
 from lazycell.schedulers.executor import ExecutorScheduler
 from lazycell.schedulers.get_function import GetFunctionScheduler
-from lazycell.schedulers.registry import Scheduler, scheduler_entry, scheduler_names_text
+from lazycell.schedulers.registry import (
+    Scheduler,
+    scheduler_entry,
+    scheduler_for_object,
+    scheduler_names_text,
+)
 from lazycell.schedulers.threads import ThreadsScheduler
 
 RUN_OPTIONS = ("num_workers", "rerun_exceptions_locally")
@@ -50,6 +55,9 @@ def resolve_scheduler(scheduler=None, num_workers: int | None = None) -> Schedul
         num_workers = config.get("num_workers")
     if isinstance(scheduler, str):
         return scheduler_entry(scheduler).make(num_workers, config.get("pool"))
+    adapted = scheduler_for_object(scheduler)  # another engine's object (a distributed.Client)
+    if adapted is not None:
+        return adapted
     if isinstance(scheduler, ThreadPoolExecutor):
         return ThreadsScheduler(num_workers, pool=scheduler)
     if isinstance(scheduler, Executor):

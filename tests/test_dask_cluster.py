@@ -451,3 +451,29 @@ def test_lc_client_with_an_address_already_connected_gives_that_connection(dc, c
 def test_lc_client_with_something_it_cannot_use_says_what_it_takes():
     with pytest.raises(ValueError, match="a dask scheduler's address"):
         lc.Client(42)
+
+
+def test_a_connection_made_from_a_cluster_object_scales_it(cell):
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    with cluster, dask_cluster.connect(cluster, set_as_default=False) as client:
+        client.scale(2)
+        client.dask.wait_for_workers(2, timeout=60)
+        assert client.graph_runner().n_workers == 2
+
+
+def test_a_connection_by_address_cannot_scale_and_says_why(dc):
+    with pytest.raises(ValueError, match="needs the Cluster object"):
+        dc.scale(3)
+
+
+def test_a_distributed_client_is_a_scheduler_without_becoming_the_default(local_cluster, cell):
+    with distributed.Client(local_cluster, set_as_default=False) as plain:
+        total = lc.delayed(cell.total)([lc.delayed(cell.inc)(i) for i in range(4)])
+        assert lc.compute(total, scheduler=plain) == (10,)
+        opened = len(dask_cluster.open_clients())
+        assert total.compute(scheduler=plain) == 10  # the same connection, reused
+        assert len(dask_cluster.open_clients()) == opened
+        assert lc.api.resolve_scheduler().name == "threads"
+        dask_cluster.connection_for(plain).close()

@@ -62,6 +62,18 @@ def connect(target, **options) -> DaskClusterClient:
     return DaskClusterClient(target, **options)
 
 
+def connection_for(dask_client) -> DaskClusterClient:
+    """The open connection wrapping ``dask_client``, or a new one that is not the default.
+
+    For ``scheduler=distributed_client``: the first compute connects, later
+    ones reuse the connection; the session's default scheduler is left alone.
+    """
+    for client in reversed(open_clients()):
+        if client.dask is dask_client:
+            return client
+    return DaskClusterClient(dask_client, set_as_default=False)
+
+
 def scheduler_for(client) -> DaskGraphRunner:
     """The scheduler object (``name="dask"``, ``n_workers``, ``run``) for a connection.
 
@@ -80,6 +92,7 @@ __all__ = [
     "DaskGraphRunner",
     "NotRunnableOnDask",
     "connect",
+    "connection_for",
     "current_client",
     "current_scheduler",
     "make_current",

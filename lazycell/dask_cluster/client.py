@@ -297,6 +297,31 @@ class DaskClusterClient:
         except Exception:
             return None
 
+    @property
+    def cluster(self):
+        """The ``distributed.deploy.Cluster`` this connection was made with, else None."""
+        return getattr(self.dask, "cluster", None)
+
+    def scale(self, n: int) -> None:
+        """Ask the cluster for ``n`` workers (a connection made from a Cluster object)."""
+        self._cluster_or_error("scale").scale(n)
+
+    def adapt(self, minimum: int = 0, maximum: int | None = None, **kwargs):
+        """Let the cluster grow and shrink with the work (a connection made from a Cluster)."""
+        if maximum is None:
+            return self._cluster_or_error("adapt").adapt(minimum=minimum, **kwargs)
+        return self._cluster_or_error("adapt").adapt(minimum=minimum, maximum=maximum, **kwargs)
+
+    def _cluster_or_error(self, what: str):
+        cluster = self.cluster
+        if cluster is None:
+            raise ValueError(
+                f"{what}() needs the Cluster object this connection was made with "
+                "(lc.Client(cluster)); a connection by address cannot resize the cluster: "
+                "ask its admin, or use the cluster's own tools (dask-jobqueue, dask-kubernetes...)"
+            )
+        return cluster
+
     # -- lazycell objects too
     def compute(self, collections, *, optimize_graph: bool = True, **kwargs):
         """Start computing lazycell or dask objects; a ``distributed.Future`` per object.

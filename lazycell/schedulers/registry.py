@@ -90,6 +90,29 @@ def register_scheduler(
     return entry
 
 
+# Objects of other engines a user may pass as ``scheduler=`` (a distributed.Client):
+# ``(accepts(obj) -> bool, make(obj) -> Scheduler)``, asked in the order registered.
+_object_adapters: list[tuple[Callable[[object], bool], Callable[[object], Scheduler]]] = []
+
+
+def register_scheduler_object(
+    accepts: Callable[[object], bool], make: Callable[[object], Scheduler]
+) -> None:
+    """Let ``scheduler=obj`` take objects ``accepts(obj)`` says yes to, run by ``make(obj)``."""
+    with _lock:
+        _object_adapters.append((accepts, make))
+
+
+def scheduler_for_object(obj) -> Scheduler | None:
+    """The scheduler a registered adapter makes of ``obj``, or None if none accepts it."""
+    with _lock:
+        adapters = list(_object_adapters)
+    for accepts, make in adapters:
+        if accepts(obj):
+            return make(obj)
+    return None
+
+
 def scheduler_entries() -> list[SchedulerEntry]:
     """Every registered scheduler, in the order registered."""
     with _lock:
