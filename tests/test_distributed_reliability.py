@@ -286,7 +286,8 @@ def test_the_spill_directory_of_a_worker_restarted_over_its_memory_limit_is_remo
 def test_close_removes_every_directory_the_cluster_made_even_a_dead_workers(tmp_path):
     cluster = spilling_cluster(tmp_path, n_workers=2)
     with cluster, lc.Client(cluster) as client:
-        blocks = [client.submit(block, i, 20 * MB) for i in range(12)]
+        # 320 MB over two workers that spill above 120 MB each, however they are placed
+        blocks = [client.submit(block, i, 20 * MB) for i in range(16)]
         lc.wait(blocks, timeout=60)
         assert list(tmp_path.rglob("*.pkl")), "nothing was spilled"
         os.kill(client.workers()[0]["pid"], signal.SIGKILL)  # close() right after
