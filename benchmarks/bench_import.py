@@ -12,7 +12,7 @@ What is measured (each in a new ``python`` process, so nothing is imported yet):
    median of the same number of runs: the import alone, without start-up or exit.
 3. What the import brings in: how many modules it adds to ``sys.modules``, and which
    of the heavy ones (plotly, ipywidgets, IPython, numpy, anywidget, pandas) it
-   loads. DESIGN.md asks that ``import lazycell`` load none of them: they come with
+   loads. docs/architecture.md says that ``import lazycell`` load none of them: they come with
    the first panel, report or magic.
 
 The script never fails on a slow import or a heavy module; it prints them.
@@ -151,11 +151,11 @@ def print_report(startup: float, rows: list[ImportRow], runs: int) -> None:
     print(f"   heavy modules looked for: {', '.join(HEAVY)}")
     if ours.heavy:
         print(
-            f"   `import lazycell` loads {', '.join(ours.heavy)}: DESIGN.md asks for none "
+            f"   `import lazycell` loads {', '.join(ours.heavy)}: docs/architecture.md asks for none "
             "(they should load with the first panel, report or magic)."
         )
     else:
-        print("   `import lazycell` loads none of them, as DESIGN.md asks.")
+        print("   `import lazycell` loads none of them, as docs/architecture.md says.")
 
 
 def main(argv: list[str] | None = None) -> None:
