@@ -151,8 +151,8 @@ def print_report(startup: float, rows: list[ImportRow], runs: int) -> None:
     print(f"   heavy modules looked for: {', '.join(HEAVY)}")
     if ours.heavy:
         print(
-            f"   `import lazycell` loads {', '.join(ours.heavy)}: docs/architecture.md asks for none "
-            "(they should load with the first panel, report or magic)."
+            f"   `import lazycell` loads {', '.join(ours.heavy)}: docs/architecture.md asks "
+            "for none (they should load with the first panel, report or magic)."
         )
     else:
         print("   `import lazycell` loads none of them, as docs/architecture.md says.")
