@@ -602,3 +602,22 @@ _Pair = collections.namedtuple("_Pair", "x y")
 )
 def test_legacy_containers_are_read_as_current_dask_reads_them(graph, scheduler):
     assert lc.get(graph, "b", scheduler=scheduler) == dask.local.get_sync(graph, "b")
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "processes"])
+def test_a_dask_taskref_as_a_graph_value_is_the_value_it_names(scheduler):
+    from dask._task_spec import TaskRef
+
+    assert lc.get({"a": 1, "b": TaskRef("a")}, "b", scheduler=scheduler) == 1
+    assert lc.get({"a": 1, "b": (add, TaskRef("a"), 10)}, "b", scheduler=scheduler) == 11
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_dask_delayed_of_a_dask_collection_computes_on_lazycell(scheduler):
+    import dask
+    import dask.array as da
+
+    x = dask.delayed(da.ones(4, chunks=2))
+    result = x.compute(scheduler=lc.get_scheduler(scheduler))
+    assert result.tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert lc.compute(x, scheduler=scheduler)[0].tolist() == [1.0, 1.0, 1.0, 1.0]

@@ -336,6 +336,9 @@ def _convert_legacy_arg(a, keys, deps: list):
             return a
         return t(items)
     if is_dask_node(a):
+        if isinstance(a, _task_spec_module().TaskRef):  # a reference, not a task
+            deps.append(a.key)
+            return Ref(a.key)
         deps.extend(a.dependencies)
         return _foreign_inline(a)
     return a
@@ -349,6 +352,10 @@ def _spec_from_dask_node(key, node) -> TaskSpec:
         if node.target == key:
             raise ValueError(f"key {key!r} is an alias of itself")
         return alias_spec(node.target)
+    if isinstance(node, ts.TaskRef):  # a graph value that names another key: an alias
+        if node.key == key:
+            raise ValueError(f"key {key!r} refers to itself")
+        return alias_spec(node.key)
     return TaskSpec(FOREIGN, node, None, None, tuple(node.dependencies))
 
 
