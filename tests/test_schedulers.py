@@ -1,5 +1,7 @@
 """Behaviour every local scheduler shares: results, big graphs, errors, release of results."""
 
+import contextvars
+import decimal
 import os
 import threading
 import time
@@ -291,3 +293,32 @@ def test_processes_release_intermediates_held_in_the_calling_process():
     assert _unpickled_peak[0] > 0, "the probe saw results arrive in this process"
     assert _unpickled_peak[0] < 200
     assert len(_unpickled_alive) == 0
+
+
+ANSWER = contextvars.ContextVar("ANSWER", default=42)
+
+
+def read_answer(_):
+    return ANSWER.get()
+
+
+def divide_in_context(x):
+    return decimal.Decimal(x) / decimal.Decimal(3)
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_tasks_see_the_context_variables_set_around_the_compute(scheduler):
+    token = ANSWER.set(43)
+    try:
+        results = lc.compute([lc.delayed(read_answer)(i) for i in range(8)], scheduler=scheduler)
+    finally:
+        ANSWER.reset(token)
+    assert results == ([43] * 8,)
+    assert lc.delayed(read_answer)(0).compute(scheduler=scheduler) == 42
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_a_decimal_local_context_holds_inside_tasks(scheduler):
+    with decimal.localcontext(prec=5):
+        (third,) = lc.compute(lc.delayed(divide_in_context)(1), scheduler=scheduler)
+    assert str(third) == "0.33333"

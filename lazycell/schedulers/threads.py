@@ -28,10 +28,16 @@ is a ValueError raised before any thread starts.
 
 A task that itself calls ``compute`` from a pool thread runs that inner
 compute synchronously: waiting on the same pool could deadlock it.
+
+Each worker runs in a copy of the calling thread's ``contextvars`` context,
+taken when the compute starts (a copy per worker: one context cannot be
+entered by two threads), so a ``ContextVar`` or ``decimal.localcontext()``
+set around ``compute()`` holds inside its tasks, as it does with dask.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import queue
 import threading
@@ -145,6 +151,7 @@ class ThreadRun:
         self.stopped = False
         self.error: tuple | None = None  # (key, exception, inputs)
         self.recorder = recorder
+        self.context = contextvars.copy_context()  # the caller's: tasks run in copies of it
 
     def start(self) -> None:
         """Start one worker per ready task, ``max_workers`` at most."""
@@ -155,7 +162,7 @@ class ThreadRun:
         """Start up to ``count`` more workers (lock held), staying within ``max_workers``."""
         for _ in range(min(count, self.max_workers - self.n_workers)):
             try:
-                self.start_worker(_bind(self.work, f"thread-{self.n_workers}"))
+                self.start_worker(_bind(self.work, f"thread-{self.n_workers}", self.context))
             except RuntimeError:  # the OS refused a thread: go on with the workers running
                 if not self.n_workers:
                     raise
@@ -322,8 +329,9 @@ class ThreadsScheduler:
         return run
 
 
-def _bind(work, worker_name):
-    return lambda: work(worker_name)
+def _bind(work, worker_name, context: contextvars.Context):
+    """A worker's job: ``work(worker_name)`` in its own copy of the caller's context."""
+    return lambda: context.copy().run(work, worker_name)
 
 
 def _submit_to(executor: Executor) -> Callable[[Callable[[], None]], object]:
