@@ -180,13 +180,29 @@ def get_scheduler(scheduler=None, **defaults):
     """A get-function for dask's own ``scheduler=`` argument.
 
     >>> x.sum().compute(scheduler=lc.get_scheduler("threads"))
+
+    The keywords dask passes on from ``.compute(...)`` are honoured or refused,
+    never dropped: ``num_workers`` and ``rerun_exceptions_locally`` as in
+    :func:`compute`; ``pool=`` (a ``concurrent.futures.Executor``) runs the
+    graph on that pool instead; anything else is a TypeError that says so.
     """
     resolve_scheduler(scheduler, defaults.get("num_workers"))  # fail now on a bad name
     _check_options(defaults, "get_scheduler")
 
-    def lazycell_get(dsk, keys, **options):
-        merged = {**defaults, **{k: v for k, v in options.items() if k in RUN_OPTIONS}}
-        return get(dsk, keys, scheduler=scheduler, **merged)
+    def lazycell_get(dsk, keys, pool=None, **options):
+        unknown = sorted(k for k in options if k not in RUN_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"lazycell's get-function got {', '.join(unknown)}, which it cannot honour; "
+                f"it takes {', '.join(RUN_OPTIONS)} and pool (a concurrent.futures.Executor)"
+            )
+        if pool is not None and not isinstance(pool, Executor):
+            raise TypeError(
+                f"pool must be a concurrent.futures.Executor such as ThreadPoolExecutor(4), "
+                f"not {type(pool).__name__}"
+            )
+        chosen = pool if pool is not None else scheduler
+        return get(dsk, keys, scheduler=chosen, **{**defaults, **options})
 
     lazycell_get.__name__ = f"lazycell_get_{scheduler or 'default'}"
     return lazycell_get

@@ -621,3 +621,26 @@ def test_dask_delayed_of_a_dask_collection_computes_on_lazycell(scheduler):
     result = x.compute(scheduler=lc.get_scheduler(scheduler))
     assert result.tolist() == [1.0, 1.0, 1.0, 1.0]
     assert lc.compute(x, scheduler=scheduler)[0].tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_dask_keywords_the_get_function_cannot_honour_are_an_error_not_dropped():
+    import dask
+
+    x = dask.delayed(inc)(1)
+    with pytest.raises(TypeError, match="got cache, which it cannot honour"):
+        x.compute(scheduler=lc.get_scheduler("threads"), cache={})
+
+
+def test_a_pool_passed_through_dask_runs_the_graph_on_that_pool():
+    import dask
+
+    names = []
+
+    def where(x):
+        names.append(threading.current_thread().name)
+        return x
+
+    with ThreadPoolExecutor(2, thread_name_prefix="users-pool") as pool:
+        total = dask.delayed(sum)([dask.delayed(where)(i) for i in range(6)])
+        assert total.compute(scheduler=lc.get_scheduler("sync"), pool=pool) == 15
+    assert names and all(name.startswith("users-pool") for name in names)
