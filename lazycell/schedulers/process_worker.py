@@ -29,6 +29,13 @@ A batch stops at its first failed task. A result that cannot be pickled here
 is sent as a failure that says so. Results are sent as they accumulate, at
 least every 50 ms, so the kernel's progress moves during long batches.
 
+Lifetimes: the kernel holds each result for as long as the graph needs it
+(``core.GraphRun``); the worker holds none. A result is pickled as soon as
+its task ends and dropped before the next task starts, and a task's inputs go
+with it, so an object whose finaliser has an effect (partd's ``File`` deletes
+its directory) dies here before the kernel can start any dependent — never
+while dependents, here or in other workers, use what it owned.
+
 Started as ``python -m lazycell.schedulers.process_worker FD`` (not through
 ``multiprocessing``), so the user's ``__main__`` is never re-imported and no
 ``if __name__ == "__main__"`` guard is needed. The worker ignores SIGINT — the
@@ -80,29 +87,42 @@ def _exit_when_orphaned(parent_pid: int) -> None:
             os._exit(0)
 
 
-def _send_results(conn: Connection, batch_id: int, done: bool, items: list) -> None:
-    """Send ``[(index, ok, result or Failure, start, stop)]``, each payload pickled on its own."""
-    payloads = io.BytesIO()
-    pickler = cloudpickle.Pickler(payloads, protocol=PROTOCOL)
-    header = []
-    for index, ok, payload, start, stop in items:
+class _PendingResults:
+    """The results of a batch not sent yet, each already pickled on its own.
+
+    A result is pickled as soon as its task ends, and the worker then drops it
+    (see :func:`_run_batch`), so what waits here for the next flush is bytes,
+    never the objects themselves.
+    """
+
+    def __init__(self) -> None:
+        self.payloads = io.BytesIO()
+        self.pickler = cloudpickle.Pickler(self.payloads, protocol=PROTOCOL)
+        self.header: list = []
+
+    def add(self, index: int, ok: bool, payload, start: float, stop: float) -> None:
+        """Pickle a task's result (``ok``) or :class:`Failure` behind the ones before it."""
+        payloads = self.payloads
         failure = None if ok else (payload.traceback, payload.type_name, payload.message)
         begin = payloads.tell()
         try:
-            pickler.dump(payload if ok else payload.exception)
+            self.pickler.dump(payload if ok else payload.exception)
         except Exception as exc:
             payloads.seek(begin)
             payloads.truncate()
             # A pickler's state after a failed dump is unknown: take a fresh one.
-            pickler = cloudpickle.Pickler(payloads, protocol=PROTOCOL)
-            pickler.dump(None)
+            self.pickler = cloudpickle.Pickler(payloads, protocol=PROTOCOL)
+            self.pickler.dump(None)
             if ok:
                 failure = _unpicklable_result(payload, exc)
             # A failure whose exception does not pickle goes without it: its
             # type name, message and traceback still say what it was.
-        pickler.clear_memo()  # each payload unpickles on its own
-        header.append((index, start, stop, payloads.tell(), failure))
-    write_message(conn, ("results", batch_id, done, header), payloads)
+        self.pickler.clear_memo()  # each payload unpickles on its own
+        self.header.append((index, start, stop, payloads.tell(), failure))
+
+    def send(self, conn: Connection, batch_id: int, done: bool) -> None:
+        """Send the pending results as one ``("results", ...)`` message."""
+        write_message(conn, ("results", batch_id, done, self.header), self.payloads)
 
 
 def _unpicklable_result(result, exc: Exception) -> tuple[str, str, str]:
@@ -115,23 +135,35 @@ def _unpicklable_result(result, exc: Exception) -> tuple[str, str, str]:
 
 
 def _run_batch(conn: Connection, batch_id: int, tasks: list) -> None:
-    items: list = []
+    """Run ``tasks`` in order and send their results; consumes the list.
+
+    Nothing a task returns or takes outlives it here: its result is pickled
+    and dropped before the next task starts (so before the kernel, which holds
+    its own copy for as long as the graph says, can start a dependent), and
+    its inputs are dropped with it. An object whose finaliser has an effect —
+    partd's ``File`` deletes its directory — therefore dies in the worker
+    right after its task, not while dependents use what it owned.
+    """
+    pending = _PendingResults()
     last_flush = time.perf_counter()
-    for index, (spec, inputs) in enumerate(tasks):
+    n_tasks = len(tasks)
+    for index in range(n_tasks):
+        spec, inputs = tasks[index]
+        tasks[index] = None
         start = time.perf_counter()
         try:
             result = run_task(spec, inputs)
-            items.append((index, True, result, start, time.perf_counter()))
         except Exception as exc:
-            failure = Failure.from_exception(exc)
-            items.append((index, False, failure, start, time.perf_counter()))
+            pending.add(index, False, Failure.from_exception(exc), start, time.perf_counter())
             break  # the kernel stops the compute at the first failure
+        pending.add(index, True, result, start, time.perf_counter())
+        del result, spec, inputs
         now = time.perf_counter()
-        if now - last_flush > FLUSH_INTERVAL and index + 1 < len(tasks):
-            _send_results(conn, batch_id, False, items)
-            items = []
+        if now - last_flush > FLUSH_INTERVAL and index + 1 < n_tasks:
+            pending.send(conn, batch_id, False)
+            pending = _PendingResults()
             last_flush = now
-    _send_results(conn, batch_id, True, items)
+    pending.send(conn, batch_id, True)
 
 
 def serve(conn: Connection) -> None:
@@ -147,7 +179,9 @@ def serve(conn: Connection) -> None:
         kind = message[0]
         if kind == "tasks":
             _, batch_id, tasks = message
+            del message  # _run_batch drops each task's inputs once it has run
             _run_batch(conn, batch_id, tasks)
+            del tasks
         elif kind == "setup":
             _, sys_path, cwd = message
             sys.path[:] = [p for p in sys_path]
