@@ -44,6 +44,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_schedulers import tree_graph  # noqa: E402
+from tables import print_table  # noqa: E402
 
 import lazycell as lc  # noqa: E402
 
@@ -266,13 +267,7 @@ def measure_spill_dask(settings: Settings) -> float:
 # ---------------------------------------------------------------------------- report
 
 
-def print_table(rows: list) -> None:
-    header = ("measure", "lazycell", "dask.distributed", "ratio", "target")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for i, row in enumerate([header, *rows]):
-        print(" | ".join(str(cell).ljust(w) for cell, w in zip(row, widths)))
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
+HEADER = ("measure", "lazycell", "dask.distributed", "ratio", "target")
 
 
 def main() -> None:
@@ -342,7 +337,7 @@ def main() -> None:
             "completes",
         )
     )
-    print_table(rows)
+    print_table(HEADER, rows)
 
 
 if __name__ == "__main__":

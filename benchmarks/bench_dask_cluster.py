@@ -44,6 +44,8 @@ import time
 import warnings
 from dataclasses import dataclass
 
+from tables import print_table
+
 import lazycell as lc
 from lazycell import dask_cluster
 
@@ -109,13 +111,7 @@ def measure(settings: Settings, client, plain_client) -> dict:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def print_table(rows: list) -> None:
-    header = ("measure", "seconds", "ratio to dask.delayed", "target")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for i, row in enumerate([header, *rows]):
-        print(" | ".join(str(cell).ljust(w) for cell, w in zip(row, widths)))
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
+HEADER = ("measure", "seconds", "ratio to dask.delayed", "target")
 
 
 def main() -> None:
@@ -148,7 +144,7 @@ def main() -> None:
         )
         for name, seconds in medians.items()
     ]
-    print_table(rows)
+    print_table(HEADER, rows)
     stream = medians["lazycell + listener"] / medians["lazycell"] - 1
     print(f"\nthe event stream's cost (listener vs none): {stream:+.1%} (target <= 5 %)")
 
