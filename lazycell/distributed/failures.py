@@ -47,11 +47,8 @@ class PickledFailure(NamedTuple):
             pickled: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException:  # noqa: B036 - whatever __reduce__ raises, the task just failed
             pickled = None
-        try:
-            failure = Failure(None, user_traceback(exc), type_name_of(exc), message_of(exc))
-        except BaseException:  # noqa: B036 - __str__ raising even SystemExit, say
-            message = f"<str() of the exception failed: {type_name_of(exc)}>"
-            failure = Failure(None, "", type_name_of(exc), message)
+        # user_traceback and message_of never raise, whatever the exception's __str__ does.
+        failure = Failure(None, user_traceback(exc), type_name_of(exc), message_of(exc))
         return cls(failure, pickled)
 
     @classmethod

@@ -91,7 +91,7 @@ from lazycell.distributed.protocol import (
     loads_control,
 )
 from lazycell.distributed.store import ResultStore
-from lazycell.events.failure import Failure
+from lazycell.events.failure import Failure, type_name_of
 from lazycell.graph.spec import describe_task, run_task
 
 FLUSH_INTERVAL = 0.005
@@ -220,7 +220,7 @@ class Worker:
         except BaseException as exc:  # noqa: B036 - whatever unpickling the value raises
             value = reply[3]
             message = (
-                f"the result of type {type(value).__module__}.{type(value).__qualname__} "
+                f"the result of type {type_name_of(type(value))} "
                 f"cannot be sent back (pickled and unpickled): {exc!r}"
             )
             failure = PickledFailure.of(Failure.serialization(message))
@@ -467,9 +467,8 @@ class Worker:
             try:
                 cloudpickle.dumps(value, protocol=5, buffer_callback=lambda _: None)
             except Exception as culprit:
-                kind = type(value)
                 return (
-                    f"{key!r} of type {kind.__module__}.{kind.__qualname__} could not be sent "
+                    f"{key!r} of type {type_name_of(type(value))} could not be sent "
                     f"from {self.name}: {culprit}"
                 )
         return f"{', '.join(map(repr, values))} could not be sent from {self.name}: {exc}"

@@ -67,9 +67,14 @@ class Failure(NamedTuple):
         return cls(picklable, user_traceback(exc), type_name_of(exc), message_of(exc))
 
     @classmethod
+    def reported(cls, error_type: type[BaseException], message: str) -> Failure:
+        """A failure lazycell itself reports (a dead worker, a closed cluster...)."""
+        return cls(None, "", type_name_of(error_type), message)
+
+    @classmethod
     def serialization(cls, message: str) -> Failure:
         """A failure lazycell itself reports: something could not be pickled."""
-        return cls(None, "", type_name_of(SerializationError), message)
+        return cls.reported(SerializationError, message)
 
     def label(self) -> BaseException:
         """The exception when it came back, else a RuntimeError naming its type and message."""

@@ -56,7 +56,7 @@ from multiprocessing.connection import Connection
 
 import cloudpickle
 
-from lazycell.events.failure import Failure
+from lazycell.events.failure import Failure, type_name_of
 from lazycell.graph.spec import run_task
 
 FLUSH_INTERVAL = 0.05
@@ -126,7 +126,7 @@ class _PendingResults:
 
 
 def _unpicklable_result(result, exc: Exception) -> tuple[str, str, str]:
-    kind = f"{type(result).__module__}.{type(result).__qualname__}"
+    kind = type_name_of(type(result))
     failure = Failure.serialization(
         f"the result of type {kind} cannot be pickled to send it back from the worker "
         f"process ({exc}); return picklable data, or use the threads scheduler"

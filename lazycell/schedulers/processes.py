@@ -63,6 +63,7 @@ from typing import NamedTuple
 import cloudpickle
 
 from lazycell.events import BUS, Failure, SerializationError, WorkerDiedError
+from lazycell.events.failure import message_of, type_name_of
 from lazycell.graph.spec import ALIAS, DATA, TaskSpec, describe_task, run_task
 from lazycell.schedulers.core import GraphRun, order_graph
 from lazycell.schedulers.errors import (
@@ -359,7 +360,7 @@ class _ProcessRun:
                 try:
                     check(value)
                 except Exception as inner:
-                    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+                    kind = type_name_of(type(value))
                     err = SerializationError(
                         f"{describe_task(key, spec)} cannot be sent to a worker process: its "
                         f"{what} of type {kind} {problem} ({inner}). Use the threads "
@@ -426,7 +427,7 @@ class _ProcessRun:
     def not_unpicklable(self, key, failure_text: tuple | None, exc: Exception) -> TaskFailed:
         """A task whose result, or exception, came back but cannot be unpickled here."""
         where = describe_task(key, self.state.graph[key])
-        why = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        why = f"{type_name_of(exc)}: {message_of(exc)}"
         if failure_text is None:
             message = (
                 f"the result of {where} came back from its worker process but cannot be "

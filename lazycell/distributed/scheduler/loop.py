@@ -73,7 +73,7 @@ from lazycell.distributed.scheduler.state import PendingCall, SchedulerState, Wo
 
 # Called for every task: imported by name so the hot loop does no module lookup.
 from lazycell.distributed.scheduler.transitions import dispatch, task_erred, task_finished
-from lazycell.events.failure import Failure, type_name_of
+from lazycell.events.failure import Failure
 from lazycell.graph.spec import describe_task
 from lazycell.schedulers.errors import describe_exit
 from lazycell.schedulers.spawn import spawn_worker
@@ -606,4 +606,4 @@ class ClusterScheduler(SchedulerState):
 
 def _closed_failure() -> PickledFailure:
     message = "the cluster was closed before this result was computed"
-    return PickledFailure(Failure(None, "", type_name_of(RuntimeError), message))
+    return PickledFailure(Failure.reported(RuntimeError, message))

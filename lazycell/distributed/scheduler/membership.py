@@ -48,7 +48,7 @@ from lazycell.distributed.scheduler.transitions import (
     recompute_lost,
     stop_processing,
 )
-from lazycell.events.failure import Failure, WorkerDiedError, type_name_of
+from lazycell.events.failure import Failure, WorkerDiedError
 from lazycell.graph.spec import describe_task
 
 MAX_STARTUP_FAILURES = 5
@@ -102,7 +102,7 @@ def recover_tasks_of(state: SchedulerState, worker: WorkerHandle, how: str) -> N
                 f"{ts.suspicious} times (last: {worker.name}, pid {worker.pid}, {how}); "
                 "it probably crashes the interpreter or uses too much memory"
             )
-            failure = PickledFailure(Failure(None, "", type_name_of(WorkerDiedError), message))
+            failure = PickledFailure(Failure.reported(WorkerDiedError, message))
             ts.state = "released"
             mark_erred(state, ts, (failure, ts.key))
         else:
@@ -140,7 +140,7 @@ def needs_replacement(state: SchedulerState, worker: WorkerHandle, was_running: 
 def forget_pending_answers(state: SchedulerState, worker: WorkerHandle, how: str) -> None:
     """A worker died: its answers to calls will never come; moves to or from it are off."""
     message = f"{worker.name} (pid {worker.pid}) {how} before answering"
-    failure = PickledFailure(Failure(None, "", type_name_of(WorkerDiedError), message))
+    failure = PickledFailure(Failure.reported(WorkerDiedError, message))
     for request_id, call in list(state.pending_calls.items()):
         call.answer(worker.name, False, failure)
         if not call.waiting:
