@@ -31,13 +31,14 @@ pytest.importorskip("distributed")
 # After the importorskip: importing it imports distributed.
 from test_dask_cluster import (  # noqa: E402
     DASK_CLI,
+    NOTEBOOK_CELL,
     STARTUP_TIMEOUT,
     no_lazycell_path,
     start,
     stop_processes,
     wait_for_file,
 )
-from test_widgets_kernel import panel_parts  # noqa: E402
+from test_widgets_kernel import panel_of_each_cell, panel_parts  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -166,25 +167,8 @@ def cluster_probe(address: str):
 
 # ------------------------------------------------------------ a notebook: the panel's state
 
-FUNCTIONS = """\
-%load_ext lazycell
-import time
-import lazycell as lc
-
-def inc(x):
-    return x + 1
-
-def add(a, b):
-    return a + b
-
-def total(values):
-    return sum(values)
-
-def check_positive(x):
-    if x < 0:
-        raise ValueError(f"{x} is negative")
-    return x
-"""
+# The user's functions of tests/test_dask_cluster.py, defined in the kernel's first cell.
+FUNCTIONS = "%load_ext lazycell\nimport lazycell as lc\n" + NOTEBOOK_CELL
 
 # 32 tasks of the group "inc" and 8 of "total"; the result is a list of 8 sums.
 TWO_GROUPS = """\
@@ -215,16 +199,7 @@ def executed(cluster_address, tmp_path_factory):
     cwd, ipython_dir = tmp_path_factory.mktemp("cwd"), tmp_path_factory.mktemp("ipython")
     execute_notebook(nb, cwd, ipython_dir, store_widget_state=True)
     state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
-    panels = {}
-    for name, cell in zip(PANEL_CELLS, nb.cells[1:]):
-        views = [
-            output["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
-            for output in cell.outputs
-            if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
-        ]
-        assert len(views) == 1, cell.outputs
-        panels[name] = (views[0], cell)
-    return panels, state
+    return panel_of_each_cell(PANEL_CELLS, nb.cells[1:]), state
 
 
 def without_numpy_reprs(text: str) -> str:

@@ -67,8 +67,13 @@ def executed():
     ]
     NotebookClient(nb, km=venv_kernel_manager(), timeout=120, store_widget_state=True).execute()
     state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    return panel_of_each_cell(CELLS, nb.cells[1:]), state
+
+
+def panel_of_each_cell(names, cells) -> dict:
+    """{name: (the one panel's model id, the cell)} of executed cells, in order."""
     panels = {}
-    for name, cell in zip(CELLS, nb.cells[1:]):
+    for name, cell in zip(names, cells):
         views = [
             output["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
             for output in cell.outputs
@@ -76,7 +81,7 @@ def executed():
         ]
         assert len(views) == 1, cell.outputs
         panels[name] = (views[0], cell)
-    return panels, state
+    return panels
 
 
 def descendants(state: dict, model_id: str):
