@@ -196,11 +196,7 @@ def get_scheduler(scheduler=None, **defaults):
                 f"lazycell's get-function got {', '.join(unknown)}, which it cannot honour; "
                 f"it takes {', '.join(RUN_OPTIONS)} and pool (a concurrent.futures.Executor)"
             )
-        if pool is not None and not isinstance(pool, Executor):
-            raise TypeError(
-                f"pool must be a concurrent.futures.Executor such as ThreadPoolExecutor(4), "
-                f"not {type(pool).__name__}"
-            )
+        pool = config.validate("pool", pool, "pool=")  # an Executor, or None
         chosen = pool if pool is not None else scheduler
         return get(dsk, keys, scheduler=chosen, **{**defaults, **options})
 
