@@ -66,9 +66,7 @@ def choose_progress_display(
         # Imported here: ipywidgets and plotly load only when a panel is shown.
         from lazycell.widgets.panel import ComputePanel
 
-        if interval is None:
-            return ComputePanel(resource_interval=resource_interval)
-        return ComputePanel(interval=interval, resource_interval=resource_interval)
-    if interval is None:
-        return ProgressBar(minimum=minimum, out=out)
-    return ProgressBar(minimum=minimum, dt=interval, out=out)
+        panel_timing = {} if interval is None else {"interval": interval}
+        return ComputePanel(resource_interval=resource_interval, **panel_timing)
+    bar_timing = {} if interval is None else {"dt": interval}
+    return ProgressBar(minimum=minimum, out=out, **bar_timing)
