@@ -19,7 +19,7 @@ from lazycell.graph.dask_collections import is_dask_collection
 from lazycell.graph.delayed import Delayed
 from lazycell.graph.spec import TaskSpec, data_spec, specs_from_dask
 from lazycell.schedulers.executor import ExecutorScheduler
-from lazycell.schedulers.get_function import GetFunctionScheduler
+from lazycell.schedulers.get_function import GetFunctionScheduler, run_for_dask, take_dask_keywords
 from lazycell.schedulers.registry import (
     Scheduler,
     scheduler_entry,
@@ -184,21 +184,22 @@ def get_scheduler(scheduler=None, **defaults):
     The keywords dask passes on from ``.compute(...)`` are honoured or refused,
     never dropped: ``num_workers`` and ``rerun_exceptions_locally`` as in
     :func:`compute`; ``pool=`` (a ``concurrent.futures.Executor``) runs the
-    graph on that pool instead; anything else is a TypeError that says so.
+    graph on that pool instead; ``callbacks=`` as dask's; anything else is a
+    TypeError that says so. dask's callbacks (``ProgressBar``, ``Profiler``...)
+    and its ``multiprocessing.initializer`` / ``.context`` config apply as with
+    dask's own schedulers (see ``lazycell.schedulers.get_function``).
     """
     resolve_scheduler(scheduler, defaults.get("num_workers"))  # fail now on a bad name
     _check_options(defaults, "get_scheduler")
 
     def lazycell_get(dsk, keys, pool=None, **options):
-        unknown = sorted(k for k in options if k not in RUN_OPTIONS)
-        if unknown:
-            raise TypeError(
-                f"lazycell's get-function got {', '.join(unknown)}, which it cannot honour; "
-                f"it takes {', '.join(RUN_OPTIONS)} and pool (a concurrent.futures.Executor)"
-            )
+        callbacks = take_dask_keywords(options, RUN_OPTIONS)
         pool = config.validate("pool", pool, "pool=")  # an Executor, or None
-        chosen = pool if pool is not None else scheduler
-        return get(dsk, keys, scheduler=chosen, **{**defaults, **options})
+        options = {**defaults, **options}
+        chosen = resolve_scheduler(
+            pool if pool is not None else scheduler, options.get("num_workers")
+        )
+        return run_for_dask(get, dsk, keys, chosen, options, callbacks)
 
     lazycell_get.__name__ = f"lazycell_get_{scheduler or 'default'}"
     return lazycell_get

@@ -627,8 +627,10 @@ def test_dask_keywords_the_get_function_cannot_honour_are_an_error_not_dropped()
     import dask
 
     x = dask.delayed(inc)(1)
-    with pytest.raises(TypeError, match="got cache, which it cannot honour"):
+    with pytest.raises(TypeError, match="cannot honour cache="):
         x.compute(scheduler=lc.get_scheduler("threads"), cache={})
+    with pytest.raises(TypeError, match="got get_id, which it cannot honour"):
+        x.compute(scheduler=lc.get_scheduler("threads"), get_id=lambda: 1)
 
 
 def test_a_pool_passed_through_dask_runs_the_graph_on_that_pool():

@@ -49,20 +49,25 @@ class ExecutorScheduler:
         outputs: Sequence[Hashable],
         *,
         rerun_exceptions_locally: bool = False,
+        observer=None,
     ) -> dict:
+        """``{output: result}``; ``observer`` (``pretask(key)``, ``posttask(key, result,
+        worker)``) hears each task submitted and each result taken, in this thread."""
         order = order_graph(graph, outputs)
         state = GraphRun(graph, order, outputs)
         completed: queue.SimpleQueue = queue.SimpleQueue()
         futures: dict = {}
         with BUS.recording(order, self.name, self.n_workers) as recorder:
             try:
-                self._drive(state, recorder, completed, futures, rerun_exceptions_locally)
+                self._drive(state, recorder, completed, futures, rerun_exceptions_locally, observer)
             finally:
                 for future in futures.values():
                     future.cancel()
             return state.results()
 
-    def _drive(self, state, recorder, completed, futures, rerun_exceptions_locally) -> None:
+    def _drive(
+        self, state, recorder, completed, futures, rerun_exceptions_locally, observer
+    ) -> None:
         """Submit ready tasks, take finished ones, until the graph is done."""
         graph = state.graph
         while not state.all_done:
@@ -70,8 +75,15 @@ class ExecutorScheduler:
                 key = state.pop_ready()
                 spec = graph[key]
                 if spec.kind == DATA or spec.kind == ALIAS:
-                    state.finish_task(key, run_task(spec, state.data))
+                    if observer is not None and spec.kind == ALIAS:
+                        observer.pretask(key)
+                    value = run_task(spec, state.data)
+                    state.finish_task(key, value)
+                    if observer is not None and spec.kind == ALIAS:
+                        observer.posttask(key, value, None)
                     continue
+                if observer is not None:
+                    observer.pretask(key)
                 future = self.executor.submit(_timed_run_task, spec, state.inputs_of(key))
                 futures[key] = future
                 future.add_done_callback(partial(_put_done, completed, key))
@@ -95,6 +107,8 @@ class ExecutorScheduler:
                 recorder.started(key, worker, start)
                 recorder.finished(key, worker, start, stop, result)
             state.finish_task(key, result)
+            if observer is not None:
+                observer.posttask(key, result, worker)
 
 
 def _timed_run_task(spec: TaskSpec, inputs: dict):

@@ -6,6 +6,8 @@
     ──────────────────────────────                 ────────────
                                         ◄───────── ("ready", pid)
     ("setup", sys_path, cwd)            ─────────► adopt the kernel's import path
+    ("initialize", initializer)         ─────────► run it once (dask's initializer config)
+                                        ◄───────── ("initialized", []), or [item] if it raised
     ("tasks", batch_id, [(spec, inputs)]) ───────► run each task in order
                                         ◄───────── ("results", batch_id, done, [item, ...])
                                         ◄───────── or ("broken", why): the batch did not unpickle
@@ -166,6 +168,18 @@ def _run_batch(conn: Connection, batch_id: int, tasks: list) -> None:
     pending.send(conn, batch_id, True)
 
 
+def _initialize(conn: Connection, initializer) -> None:
+    """Run ``initializer()`` and reply; an exception travels as a failed task's would."""
+    try:
+        initializer()
+    except Exception as exc:
+        pending = _PendingResults()
+        pending.add(0, False, Failure.from_exception(exc), 0.0, 0.0)
+        write_message(conn, ("initialized", pending.header), pending.payloads)
+    else:
+        write_message(conn, ("initialized", []))
+
+
 def serve(conn: Connection) -> None:
     write_message(conn, ("ready", os.getpid()))
     while True:
@@ -189,6 +203,8 @@ def serve(conn: Connection) -> None:
                 os.chdir(cwd)
             except OSError:
                 pass
+        elif kind == "initialize":
+            _initialize(conn, message[1])
         elif kind == "stop":
             return
 

@@ -23,6 +23,13 @@
   queued while the other runs and the pipe never goes idle. A batch's id
   leaves ``in_flight`` as soon as its last message arrives, before anything
   in it is unpickled or applied, so no failure can keep the slot taken.
+- An initializer (dask's ``multiprocessing.initializer`` config, through
+  ``ProcessesScheduler.with_initializer``) runs once in each worker, right
+  after its set-up and before its first batch; the kernel waits for each
+  worker's ``("initialized", ...)`` reply and raises the initializer's own
+  exception if it fails there. Pools with an initializer are kept apart
+  (``_initialized_pools``, keyed by size and initializer), so what it sets
+  never reaches a compute that did not ask for it.
 - Batch size: the ready tasks are split evenly over the workers, capped so a
   batch takes about 20 ms by the measured mean task time (small tasks ride
   together, long tasks go one by one and balance across workers).
@@ -56,9 +63,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import cloudpickle
 
@@ -106,6 +113,7 @@ class WorkerProcess:
         self.in_flight: dict[int, None] = {}  # batch ids, oldest first
         self.is_ready = False
         self.setup_sent: tuple | None = None
+        self.initialized = False
         # Writes go through a thread of their own: if the calling thread wrote
         # a large batch while the worker wrote large results, both would block.
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -164,10 +172,11 @@ class WorkerProcess:
 
 
 class ProcessPool:
-    """``n`` warm worker processes (see module docstring)."""
+    """``n`` warm worker processes (see module docstring), each set up by ``initializer``."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, initializer: Callable[[], object] | None = None):
         self.n = n
+        self.initializer = initializer
         self.lock = threading.Lock()  # one compute at a time drives a pool
         self.workers = [WorkerProcess(i) for i in range(n)]
 
@@ -182,6 +191,57 @@ class ProcessPool:
             if worker.setup_sent != setup:
                 worker.send(pickle.dumps(("setup", *setup)))
                 worker.setup_sent = setup
+        if self.initializer is not None:
+            self.initialize_workers()
+
+    def initialize_workers(self) -> None:
+        """Run the initializer in each worker that has not run it; raise its exception if any."""
+        fresh = [worker for worker in self.workers if not worker.initialized]
+        if not fresh:
+            return
+        try:
+            payload = cloudpickle.dumps(("initialize", self.initializer))
+        except Exception as exc:
+            raise SerializationError(
+                f"dask's multiprocessing.initializer {self.initializer!r} cannot be pickled to "
+                f"send it to the worker processes ({exc}); define it in a module or the "
+                "notebook, without references to unpicklable objects"
+            ) from None
+        for worker in fresh:
+            worker.send(payload)
+        for worker in fresh:
+            if not worker.conn.poll(STARTUP_TIMEOUT):
+                raise WorkerDiedError(
+                    f"dask's multiprocessing.initializer {self.initializer!r} did not return in "
+                    f"worker {worker.name} within {STARTUP_TIMEOUT:.0f} s"
+                )
+            try:
+                header, message = read_message(worker.conn.recv_bytes())
+            except (EOFError, OSError):
+                raise WorkerDiedError(
+                    f"worker {worker.name} (pid {worker.pid}) {worker.exit_description()} while "
+                    f"running dask's multiprocessing.initializer {self.initializer!r}"
+                ) from None
+            if header[0] == "broken":
+                raise SerializationError(
+                    f"dask's multiprocessing.initializer {self.initializer!r} cannot be "
+                    f"unpickled in worker {worker.name}: {header[1]}"
+                )
+            items = header[1]
+            if items:  # it raised: the worker's exception, as a task's would be
+                _, _, _, end, failure_text = items[0]
+                try:
+                    exception = pickle.loads(message[:end])
+                except Exception:
+                    exception = None
+                exc = Failure(exception, *failure_text).rebuild()
+                _add_note(
+                    exc,
+                    f"lazycell: raised by dask's multiprocessing.initializer "
+                    f"{self.initializer!r} in worker {worker.name} (pid {worker.pid})",
+                )
+                raise exc
+            worker.initialized = True
 
     def replace(self, worker: WorkerProcess) -> None:
         """Kill ``worker`` and start a fresh one in its place (ready check deferred)."""
@@ -206,6 +266,10 @@ class ProcessPool:
 
 
 _pools: SharedPools[ProcessPool] = SharedPools(ProcessPool, keep=KEEP_POOL_SIZES)
+# Pools whose workers ran an initializer, keyed by (size, initializer): the last one only.
+_initialized_pools: SharedPools[ProcessPool] = SharedPools(
+    lambda size_and_initializer: ProcessPool(*size_and_initializer), keep=1
+)
 
 
 def shared_pool(n: int) -> ProcessPool:
@@ -226,14 +290,18 @@ def existing_pool(n: int) -> ProcessPool | None:
 def shutdown_all_pools() -> None:
     """Stop every worker process this interpreter started."""
     _pools.shutdown_all()
+    _initialized_pools.shutdown_all()
 
 
 class ProcessesScheduler:
-    """Runs tasks in ``num_workers`` warm worker processes."""
+    """Runs tasks in ``num_workers`` warm worker processes (each set up by ``initializer``)."""
 
     name = "processes"
 
-    def __init__(self, num_workers: int | None = None):
+    def __init__(
+        self, num_workers: int | None = None, initializer: Callable[[], object] | None = None
+    ):
+        self.initializer = initializer
         self.n_workers = check_num_workers(
             num_workers or os.cpu_count() or 1,
             MAX_WORKERS,
@@ -243,11 +311,23 @@ class ProcessesScheduler:
         )
 
     def __repr__(self) -> str:
-        return f"ProcessesScheduler(num_workers={self.n_workers})"
+        extra = f", initializer={self.initializer!r}" if self.initializer is not None else ""
+        return f"ProcessesScheduler(num_workers={self.n_workers}{extra})"
+
+    def with_initializer(self, initializer: Callable[[], object]) -> ProcessesScheduler:
+        """The same scheduler on workers that each ran ``initializer()`` once before any task."""
+        return ProcessesScheduler(self.n_workers, initializer)
 
     @property
     def pool(self) -> ProcessPool:
+        if self.initializer is not None:
+            return _initialized_pools.get((self.n_workers, self.initializer))
         return shared_pool(self.n_workers)
+
+    def _use_pool(self):
+        if self.initializer is not None:
+            return _initialized_pools.use((self.n_workers, self.initializer))
+        return _pools.use(self.n_workers)
 
     def run(
         self,
@@ -255,13 +335,23 @@ class ProcessesScheduler:
         outputs: Sequence[Hashable],
         *,
         rerun_exceptions_locally: bool = False,
+        observer: TaskObserver | None = None,
     ) -> dict:
+        """``{output: result}``; ``observer`` hears each task sent and each result back."""
         order = order_graph(graph, outputs)
-        with _pools.use(self.n_workers) as pool, pool.lock:
+        with self._use_pool() as pool, pool.lock:
             pool.ensure_ready()
             with BUS.recording(order, self.name, self.n_workers) as recorder:
-                run = _ProcessRun(pool, GraphRun(graph, order, outputs), recorder)
+                run = _ProcessRun(pool, GraphRun(graph, order, outputs), recorder, observer)
                 return run.drive(rerun_exceptions_locally)
+
+
+class TaskObserver(Protocol):
+    """Told of each task by the calling thread (dask's callbacks, via ``get_function``)."""
+
+    def pretask(self, key: Hashable) -> None: ...
+
+    def posttask(self, key: Hashable, result: object, worker_id: object) -> None: ...
 
 
 class TaskFailed(NamedTuple):
@@ -275,10 +365,11 @@ class TaskFailed(NamedTuple):
 class _ProcessRun:
     """The calling thread's loop for one compute (see the module diagram)."""
 
-    def __init__(self, pool: ProcessPool, state: GraphRun, recorder):
+    def __init__(self, pool: ProcessPool, state: GraphRun, recorder, observer=None):
         self.pool = pool
         self.state = state
         self.recorder = recorder
+        self.observer = observer
         self.batches: dict[int, list] = {}  # batch id -> keys, for this compute only
         self.task_seconds = 0.0
         self.tasks_timed = 0
@@ -328,8 +419,15 @@ class _ProcessRun:
                 key = state.pop_ready()
                 spec = graph[key]
                 if spec.kind == DATA or spec.kind == ALIAS:  # nothing to ship
-                    state.finish_task(key, run_task(spec, state.data))
+                    if self.observer is not None and spec.kind == ALIAS:
+                        self.observer.pretask(key)
+                    value = run_task(spec, state.data)
+                    state.finish_task(key, value)
+                    if self.observer is not None and spec.kind == ALIAS:
+                        self.observer.posttask(key, value, None)
                     continue
+                if self.observer is not None:
+                    self.observer.pretask(key)
                 keys.append(key)
                 tasks.append((spec, state.inputs_of(key)))
             if tasks:
@@ -422,6 +520,8 @@ class _ProcessRun:
             self.task_seconds += stop - start
             self.tasks_timed += 1
             state.finish_task(key, payload)
+            if self.observer is not None:
+                self.observer.posttask(key, payload, worker.pid)
         return first_failed
 
     def not_unpicklable(self, key, failure_text: tuple | None, exc: Exception) -> TaskFailed:
