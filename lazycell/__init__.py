@@ -34,6 +34,7 @@ _FROM_DISTRIBUTED = (
     "LocalCluster",
     "WorkerPlugin",
     "as_completed",
+    "get_task_stream",
     "get_worker",
     "wait",
 )
@@ -135,6 +136,7 @@ __all__ = [
     "diagnostics",
     "get",
     "get_scheduler",
+    "get_task_stream",
     "get_worker",
     "graph_of",
     "live",

@@ -14,7 +14,14 @@ exception comes back (and why it is kept pickled).
 [1024, 9]
 """
 
-from lazycell.distributed.client import Client, Future, as_completed, current_client, wait
+from lazycell.distributed.client import (
+    Client,
+    Future,
+    as_completed,
+    current_client,
+    get_task_stream,
+    wait,
+)
 from lazycell.distributed.cluster import LocalCluster
 from lazycell.distributed.plugins import WorkerPlugin, get_worker
 
@@ -25,6 +32,7 @@ __all__ = [
     "WorkerPlugin",
     "as_completed",
     "current_client",
+    "get_task_stream",
     "get_worker",
     "wait",
 ]

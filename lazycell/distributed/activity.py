@@ -72,6 +72,10 @@ class ClusterActivity:
         """A task was forgotten before it ran (cancelled, released): out of the totals."""
         self._counts(key_group(key)).added -= 1
 
+    def task_erred_retried(self, key) -> None:
+        """A failed task runs again (``client.retry``): out of the failures."""
+        self._counts(key_group(key)).erred -= 1
+
     def task_rerun(self, key) -> None:
         """A finished task runs again (its result was lost or released and is needed)."""
         self._counts(key_group(key)).finished -= 1

@@ -50,7 +50,7 @@ from lazycell.distributed.protocol import (
     UnsendableResult,
     dumps_control,
 )
-from lazycell.distributed.scheduler import STARTUP_TIMEOUT, KeyStatus
+from lazycell.distributed.scheduler import STARTUP_TIMEOUT, KeyStatus, TaskOptions, transitions
 from lazycell.distributed.store import parse_memory_limit
 from lazycell.events import BUS
 from lazycell.events.failure import SerializationError
@@ -58,7 +58,14 @@ from lazycell.graph.collect import collect
 from lazycell.graph.dask_collections import is_dask_collection
 from lazycell.graph.delayed import Delayed
 from lazycell.graph.keys import pure_key, random_key
-from lazycell.graph.spec import Ref, TaskSpec, call_spec, key_group, specs_from_dask
+from lazycell.graph.spec import (
+    Ref,
+    TaskSpec,
+    call_spec,
+    data_spec,
+    key_group,
+    specs_from_dask,
+)
 from lazycell.schedulers.core import order_graph
 from lazycell.schedulers.errors import (
     annotate_task_error,
@@ -202,6 +209,13 @@ class Future:
         if client is not None:
             client._release_key(self.key, self._status)
 
+    @property
+    def client(self) -> Client:
+        """The client this future belongs to."""
+        if self._client is None:
+            raise RuntimeError(f"{self!r} was released; submit the task again for a new one")
+        return self._client
+
     def __reduce__(self):
         raise TypeError(
             "a lazycell Future cannot be pickled; pass it as an argument of "
@@ -231,19 +245,42 @@ class Future:
             raise
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The task's exception (None if it succeeded)."""
-        try:
-            self._client._wait_settled([self._status], timeout)
-            if self._status.status == "error":
-                return self._client._exception_of(self._status)
-        except Exception as exc:
-            del self  # as in result()
-            return exc
+        """The task's exception (None if it succeeded).
+
+        Raises TimeoutError if the task has not ended within ``timeout`` seconds,
+        CancelledError if the future was cancelled (as dask does).
+        """
+        self._client._wait_settled([self._status], timeout)
+        status = self._status.status
+        if status == "error":
+            return self._client._exception_of(self._status)
+        if status == "cancelled":
+            raise concurrent.futures.CancelledError(f"<Future cancelled key={self.key!r}>")
         return None
 
-    def cancel(self) -> None:
+    def traceback(self, timeout: float | None = None):
+        """The failed task's traceback (a traceback object, as ``traceback.format_tb``
+        takes), made from the worker's frames; None if the task succeeded."""
+        exc = self.exception(timeout)
+        if exc is None:
+            return None
+        return _traceback_object(exc)
+
+    def cancel(self, **kwargs) -> None:
         """Stop waiting for this key; a pending task is dropped (a running one finishes)."""
         self._client._cancel_keys([self.key])
+
+    def retry(self) -> None:
+        """Run the failed task (and failed inputs) again; the future waits for the new run."""
+        self._client.retry([self])
+
+    def release(self) -> None:
+        """Drop this future now (as if deleted): its result is released once no future
+        of the key is left."""
+        client = self._client
+        if client is not None:
+            self._client = None
+            client._release_key(self.key, self._status)
 
     def add_done_callback(self, fn) -> None:
         """Call ``fn(future)`` when the future is done (on a lazycell callback thread)."""
@@ -376,15 +413,38 @@ class Client:
 
     # -- submitting work
     def submit(
-        self, fn, *args, key: Hashable = None, pure: bool = True, workers=None, **kwargs
+        self,
+        fn,
+        *args,
+        key: Hashable = None,
+        workers=None,
+        resources: dict | None = None,
+        retries: int | None = None,
+        priority: int = 0,
+        fifo_timeout=None,
+        allow_other_workers: bool = False,
+        actor: bool = False,
+        actors: bool = False,
+        pure: bool = True,
+        **kwargs,
     ) -> Future:
         """Run ``fn(*args, **kwargs)`` on a worker; Futures among the arguments
-        (also inside lists, tuples and dicts) are replaced by their values there.
+        (also inside lists, tuples, sets and dicts) are replaced by their values there.
 
-        ``workers``: names of the workers it may run on (see :meth:`workers`).
+        The options are dask's, and never reach ``fn``: ``key`` names the
+        result; ``workers``: names of the workers it may run on (see
+        :meth:`workers`), a preference only with ``allow_other_workers=True``;
+        ``resources={"GPU": 1}``: what it holds on its worker while it runs
+        (see ``LocalCluster(resources=)``); ``retries=n``: run it again up to
+        ``n`` times if it fails; ``priority``: higher runs first.
         ``pure=False`` gives a fresh key even for a call made before.
+        ``fifo_timeout`` is accepted and has no effect (tasks run by priority,
+        then in the order they came).
         """
         self._check_open()
+        _check_callable(fn, "submit")
+        _refuse_actors(actor, actors)
+        options = self._task_options(retries, priority, resources, allow_other_workers, workers)
         # ``args`` may hold the only references to Futures (a list built in the
         # call): keep them alive until the graph that needs them is submitted,
         # or their release would reach the scheduler first.
@@ -395,28 +455,116 @@ class Client:
             name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
             key = pure_key(name, fn, task_args, task_kwargs) if pure else random_key(name)
         restrictions = {key: _worker_names(workers)} if workers is not None else None
-        (future,) = self._submit_graph({key: spec}, [key], restrictions=restrictions)
+        (future,) = self._submit_graph(
+            {key: spec},
+            [key],
+            restrictions=restrictions,
+            options=None if options is None else {key: options},
+        )
         del args, kwargs  # only now may the argument Futures go
         return future
 
     def map(
-        self, fn, *iterables: Iterable, pure: bool = True, workers=None, **kwargs
+        self,
+        fn,
+        *iterables: Iterable,
+        key=None,
+        workers=None,
+        retries: int | None = None,
+        resources: dict | None = None,
+        priority: int = 0,
+        allow_other_workers: bool = False,
+        fifo_timeout=None,
+        actor: bool = False,
+        actors: bool = False,
+        pure: bool = True,
+        batch_size: int | None = None,
+        **kwargs,
     ) -> list[Future]:
-        """``[client.submit(fn, *items, **kwargs) for items in zip(*iterables)]``, in one graph."""
+        """``[client.submit(fn, *items, **kwargs) for items in zip(*iterables)]``, in one graph.
+
+        The options are :meth:`submit`'s; ``key`` is a list of keys (one per
+        item) or a prefix for them. ``batch_size`` is accepted (dask sends
+        large maps in batches of that many; lazycell sends one graph).
+        """
         self._check_open()
+        _check_callable(fn, "map")
+        _refuse_actors(actor, actors)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"map(batch_size=...) takes a positive number, not {batch_size!r}")
+        options = self._task_options(retries, priority, resources, allow_other_workers, workers)
         graph = {}
         keys = []
+        given_keys = None
         name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
+        if isinstance(key, str):
+            name = key
+        elif key is not None:
+            given_keys = list(key)
         extra = {k: _futures_to_refs(v) for k, v in kwargs.items()}
-        for items in zip(*iterables):
+        for i, items in enumerate(zip(*iterables)):
             args = tuple(_futures_to_refs(a) for a in items)
-            key = pure_key(name, fn, args, extra) if pure else random_key(name)
-            graph[key] = call_spec(fn, args, extra or None)
-            keys.append(key)
+            if given_keys is not None:
+                if i >= len(given_keys):
+                    raise ValueError(
+                        f"map(key=[...]) got {len(given_keys)} keys for more items than that; "
+                        "give one key per item"
+                    )
+                task_key = given_keys[i]
+            elif pure:
+                task_key = pure_key(name, fn, args, extra)
+            else:
+                task_key = random_key(name)
+            graph[task_key] = call_spec(fn, args, extra or None)
+            keys.append(task_key)
+        if given_keys is not None and len(given_keys) != len(keys):
+            raise ValueError(
+                f"map(key=[...]) got {len(given_keys)} keys for {len(keys)} items; "
+                "give one key per item"
+            )
         restrictions = None
         if workers is not None:
             restrictions = dict.fromkeys(keys, _worker_names(workers))
-        return self._submit_graph(graph, keys, restrictions=restrictions)
+        return self._submit_graph(
+            graph,
+            keys,
+            restrictions=restrictions,
+            options=None if options is None else dict.fromkeys(keys, options),
+        )
+
+    def _task_options(
+        self, retries, priority, resources, allow_other_workers, workers
+    ) -> TaskOptions | None:
+        """The :class:`TaskOptions` of a submit / map / compute, checked; None if all default."""
+        if not (retries or priority or resources or allow_other_workers):
+            return None
+        if retries is not None and (not isinstance(retries, int) or retries < 0):
+            raise ValueError(f"retries= takes a number of retries (0 or more), not {retries!r}")
+        if not isinstance(priority, (int, float)):
+            raise TypeError(f"priority= takes a number (higher runs first), not {priority!r}")
+        if resources:
+            self._check_resources(resources)
+        if allow_other_workers and workers is None:
+            raise ValueError("allow_other_workers=True needs workers= to prefer")
+        return TaskOptions(
+            retries=retries or 0,
+            priority=priority,
+            resources=dict(resources) if resources else None,
+            loose_restrictions=bool(allow_other_workers),
+        )
+
+    def _check_resources(self, resources) -> None:
+        if not isinstance(resources, dict):
+            raise TypeError(f"resources= takes a dict such as {{'GPU': 1}}, not {resources!r}")
+        offered = self.cluster.resources
+        for name, amount in resources.items():
+            if name not in offered or offered[name] < amount:
+                has = ", ".join(f"{k}={v}" for k, v in offered.items()) or "none"
+                raise ValueError(
+                    f"no worker of this cluster offers resource {name}={amount} (each worker "
+                    f"offers: {has}), so the task could never run; start the cluster with "
+                    f"LocalCluster(resources={{{name!r}: {amount!r}}}) or leave resources= out"
+                )
 
     def compute(self, collections, *, optimize_graph: bool = True):
         """Start computing lazy objects (lazycell or dask); returns a Future per object.
@@ -463,7 +611,7 @@ class Client:
         return obj
 
     def _submit_graph(
-        self, graph: dict, keys: list, recorder=None, restrictions=None
+        self, graph: dict, keys: list, recorder=None, restrictions=None, options=None
     ) -> list[Future]:
         new_keys = []
         statuses = []
@@ -479,9 +627,109 @@ class Client:
                 self._refcounts[key] += 1
                 futures.append(Future(key, self, status))
             self.scheduler.submit_command(
-                "update-graph", graph, new_keys, statuses, recorder, restrictions
+                "update-graph", graph, new_keys, statuses, recorder, restrictions, options
             )
         return futures
+
+    def scatter(
+        self,
+        data,
+        workers=None,
+        broadcast: bool = False,
+        direct=None,
+        hash: bool = True,
+        timeout=None,
+        asynchronous=None,
+    ):
+        """Put local data on the cluster: a Future per value, in the shape given.
+
+        >>> [a, b] = client.scatter([1, 2])
+        >>> remote = client.scatter({"x": big_array})     # {"x": Future}, key "x"
+        >>> client.submit(np.sum, remote["x"]).result()
+
+        A list, tuple or set gives one future per item (keys from the values'
+        type and token, random with ``hash=False``); a dict gives futures keyed
+        by its keys; anything else one future. ``workers`` limits where the
+        values are kept. ``broadcast=True`` is accepted: each value is kept on
+        one worker, and the others fetch it when a task needs it there.
+        ``direct`` and ``timeout`` are accepted for dask's signature.
+        """
+        self._check_open()
+        if isinstance(data, range) or isinstance(data, Iterator):
+            data = list(data)
+        input_type = type(data)
+        is_namedtuple = isinstance(data, tuple) and hasattr(data, "_fields")
+        if input_type in (set, frozenset):
+            data = list(data)
+        unpack = type(data) not in (dict, list, tuple) and not is_namedtuple
+        if unpack:
+            data = [data]
+        if isinstance(data, dict) and type(data) is dict:
+            named = dict(data)
+            names = list(named)
+        else:
+            names = [
+                pure_key(type(x).__name__, x) if hash else random_key(type(x).__name__)
+                for x in data
+            ]
+            named = dict(zip(names, data))
+        graph = {key: data_spec(value) for key, value in named.items()}
+        restrictions = dict.fromkeys(graph, _worker_names(workers)) if workers else None
+        futures = dict(zip(graph, self._submit_graph(graph, list(graph), None, restrictions)))
+        if unpack:
+            return futures[names[0]]
+        if input_type is dict:
+            return futures
+        if is_namedtuple:
+            return input_type(*(futures[k] for k in names))
+        if input_type in (list, tuple, set, frozenset):
+            return input_type(futures[k] for k in names)
+        return [futures[k] for k in names]
+
+    def cancel(self, futures, asynchronous=None, force: bool = False, reason=None, msg=None):
+        """Cancel futures (a Future or a list): pending tasks are dropped, running ones
+        finish unseen; waiting on them raises CancelledError."""
+        flat: list = []
+        _collect_futures(futures, flat)
+        self._cancel_keys([f.key for f in flat])
+
+    def retry(self, futures, asynchronous=None) -> None:
+        """Run failed futures' tasks (and their failed inputs) again."""
+        self._check_open()
+        flat: list = []
+        _collect_futures(futures, flat)
+        keys = [f.key for f in flat if f.status == "error"]
+        if keys:  # answered once the statuses are pending again: result() then waits
+            self.scheduler.call(partial(transitions.retry, keys=keys))
+
+    def get_task_stream(
+        self, start=None, stop=None, count: int | None = None, plot: bool = False, **kwargs
+    ) -> list[dict]:
+        """The tasks the cluster ran lately, as dask gives them: a dict per task with
+        ``key``, ``worker``, ``status`` (``"OK"`` / ``"error"``) and ``startstops``
+        (``[{"action": "compute", "start": t0, "stop": t1}]``, ``time.time()`` seconds).
+
+        ``start`` / ``stop`` select a window (``time.time()`` seconds, or how
+        long ago: ``"10s"``, ``"500ms"``); ``count`` the last that many. The
+        cluster keeps the last 2,000 tasks. ``plot=True`` is not supported: the
+        dashboard (``client.dashboard_link``) draws the task stream.
+        """
+        self._check_open()
+        if plot:
+            raise ValueError(
+                "get_task_stream(plot=True) is not supported; the dashboard "
+                "(client.dashboard_link) draws the task stream"
+            )
+        now = time.time()
+        start, stop = _when(start, now), _when(stop, now)
+        records = self.scheduler.call(_task_stream_records)
+        if start is not None:
+            records = [r for r in records if r["startstops"][0]["stop"] >= start]
+        if stop is not None:
+            records = [r for r in records if r["startstops"][0]["start"] <= stop]
+        if count is not None and (start is None or stop is None):
+            records = records[-count:] if count else []
+        return records
 
     # -- results
     def gather(self, futures, errors: str = "raise"):
@@ -896,11 +1144,19 @@ class ClusterGraphRunner:
 WaitResult = namedtuple("WaitResult", ["done", "not_done"])
 
 
+RETURN_WHEN = ("ALL_COMPLETED", "FIRST_COMPLETED")
+
+
 def wait(futures, timeout: float | None = None, return_when: str = "ALL_COMPLETED") -> WaitResult:
     """Wait until all (or, with ``return_when="FIRST_COMPLETED"``, any) futures are done.
 
     Returns ``(done, not_done)`` sets; raises TimeoutError if ``timeout`` passes first.
     """
+    if return_when not in RETURN_WHEN:
+        raise NotImplementedError(
+            f"wait(return_when={return_when!r}): only return_when='ALL_COMPLETED' and "
+            "'FIRST_COMPLETED' are supported"
+        )
     flat: list = []
     _collect_futures(futures, flat)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -914,21 +1170,194 @@ def wait(futures, timeout: float | None = None, return_when: str = "ALL_COMPLETE
         waiting_on._status.event.wait(WAIT_SLICE if return_when == "ALL_COMPLETED" else 0.01)
 
 
-def as_completed(futures, with_results: bool = False) -> Iterator:
-    """Yield futures in the order they finish (``(future, result)`` with ``with_results``)."""
-    flat: list = []
-    _collect_futures(futures, flat)
-    finished: queue.SimpleQueue = queue.SimpleQueue()
-    for future in flat:
-        future.add_done_callback(finished.put)
-    for _ in range(len(flat)):
+class as_completed:  # noqa: N801 - dask's name, used as a function and as a class
+    """Futures in the order they finish; more can be added while iterating.
+
+    >>> for future in lc.as_completed(futures):
+    ...     print(future.result())
+    >>> ac = lc.as_completed(futures, with_results=True)
+    >>> for future, result in ac:
+    ...     if result < 10:
+    ...         ac.add(client.submit(refine, result))     # iterated too
+    >>> for batch in lc.as_completed(futures).batches():  # all finished so far, at once
+    ...     client.gather(batch)
+
+    ``with_results=True`` yields ``(future, result)``; a failed future then
+    raises its exception there, or with ``raise_errors=False`` yields
+    ``(future, (type, exception, traceback))``. ``count()`` is how many are
+    still to be yielded; ``timeout`` (seconds) raises TimeoutError when the
+    next one takes longer than that from the start.
+    """
+
+    def __init__(
+        self,
+        futures=None,
+        loop=None,
+        with_results: bool = False,
+        raise_errors: bool = True,
+        *,
+        timeout: float | None = None,
+    ):
+        self.with_results = with_results
+        self.raise_errors = raise_errors
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.lock = threading.Lock()
+        self.waiting: dict = {}  # id(future) -> [future, times added and not yet done]
+        self.finished: queue.SimpleQueue = queue.SimpleQueue()  # futures done, not yielded
+        self.n_finished = 0
+        if futures:
+            self.update(futures)
+
+    def update(self, futures) -> None:
+        """Add futures; each is yielded once it is done."""
+        flat: list = []
+        _collect_futures(futures, flat)
+        if not flat and futures:
+            raise TypeError(f"as_completed takes futures, not {futures!r}")
+        for future in flat:
+            with self.lock:
+                entry = self.waiting.setdefault(id(future), [future, 0])
+                entry[1] += 1
+            future.add_done_callback(self._on_done)
+
+    def add(self, future) -> None:
+        """Add one future; it is yielded once it is done."""
+        self.update([future])
+
+    def _on_done(self, future) -> None:
+        with self.lock:
+            entry = self.waiting.get(id(future))
+            if entry is None:  # cleared meanwhile
+                return
+            entry[1] -= 1
+            if not entry[1]:
+                del self.waiting[id(future)]
+            self.n_finished += 1
+        self.finished.put(future)
+
+    def count(self) -> int:
+        """How many futures are still to be yielded (running, or done and not yet yielded)."""
+        with self.lock:
+            return sum(n for _, n in self.waiting.values()) + self.n_finished
+
+    def is_empty(self) -> bool:
+        """True if there is nothing left to yield."""
+        return not self.count()
+
+    def has_ready(self) -> bool:
+        """True if a finished future is waiting to be yielded."""
+        with self.lock:
+            return self.n_finished > 0
+
+    def clear(self) -> None:
+        """Forget every future not yet yielded."""
+        with self.lock:
+            self.waiting.clear()
+            self.n_finished = 0
+            while True:
+                try:
+                    self.finished.get_nowait()
+                except queue.Empty:
+                    break
+
+    def __repr__(self) -> str:
+        with self.lock:
+            return f"<as_completed: waiting={len(self.waiting)} done={self.n_finished}>"
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
         while True:
+            if self.is_empty():
+                raise StopIteration
+            wait_for = WAIT_SLICE
+            if self.deadline is not None:
+                wait_for = min(wait_for, self.deadline - time.monotonic())
+                if wait_for <= 0:
+                    raise TimeoutError("as_completed: no future finished within the timeout")
             try:
-                future = finished.get(timeout=WAIT_SLICE)
-                break
+                future = self.finished.get(timeout=wait_for)
             except queue.Empty:
                 continue
-        yield (future, future.result()) if with_results else future
+            with self.lock:
+                self.n_finished -= 1
+            return self._item(future)
+
+    next = __next__
+
+    def _item(self, future):
+        if not self.with_results:
+            return future
+        if future.status == "error":
+            exc = future.exception()
+            if self.raise_errors:
+                raise exc
+            return future, (type(exc), exc, _traceback_object(exc))
+        if future.status == "cancelled":  # yielded, not raised, as by dask
+            return future, concurrent.futures.CancelledError(
+                f"<Future cancelled key={future.key!r}>"
+            )
+        return future, future.result()
+
+    def next_batch(self, block: bool = True) -> list:
+        """Every future finished so far (at least one if ``block``, waiting for it)."""
+        batch = [next(self)] if block else []
+        while True:
+            try:
+                future = self.finished.get_nowait()
+            except queue.Empty:
+                return batch
+            with self.lock:
+                self.n_finished -= 1
+            batch.append(self._item(future))
+
+    def batches(self) -> Iterator[list]:
+        """Lists of the futures finished since the last list, until all are yielded."""
+        while True:
+            try:
+                yield self.next_batch(block=True)
+            except StopIteration:
+                return
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, self.__next__)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+class get_task_stream:  # noqa: N801 - dask's name for this context manager
+    """Collect the tasks the cluster runs inside a ``with`` block.
+
+    >>> with lc.get_task_stream() as ts:
+    ...     x.compute()
+    >>> ts.data     # what client.get_task_stream() gives, for the block's time
+    [{'key': ..., 'worker': 'worker-0', 'status': 'OK', 'startstops': [...]}, ...]
+    """
+
+    def __init__(self, client: Client | None = None, plot: bool = False, **kwargs):
+        if plot:
+            raise ValueError(
+                "get_task_stream(plot=True) is not supported; the dashboard "
+                "(client.dashboard_link) draws the task stream"
+            )
+        self.client = client
+        self.data: list[dict] = []
+        self.start: float | None = None
+
+    def __enter__(self) -> get_task_stream:
+        self.client = self.client or current_client()
+        self.start = time.time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.client.closed:
+            self.data.extend(self.client.get_task_stream(start=self.start, stop=time.time()))
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -953,6 +1382,54 @@ def _held_result(holder: _FutureHolder):
     return holder.future.result()
 
 
+def _task_stream_records(scheduler) -> list[dict]:
+    activity = scheduler.activity
+    to_wall = activity.origin_wall - activity.origin
+    return [
+        {
+            "key": key,
+            "group": group,
+            "worker": worker,
+            "status": "error" if erred else "OK",
+            "startstops": [{"action": "compute", "start": start + to_wall, "stop": stop + to_wall}],
+        }
+        for key, group, worker, start, stop, erred in activity.stream
+    ]
+
+
+def _when(moment, now: float) -> float | None:
+    """``time.time()`` seconds from a number or from how long ago ("10s", "500ms")."""
+    if moment is None or isinstance(moment, (int, float)):
+        return moment
+    text = str(moment).strip().lower().replace(" ", "")
+    for unit, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(unit):
+            try:
+                return now - float(text[: -len(unit)]) * factor
+            except ValueError:
+                break
+    raise ValueError(
+        f"get_task_stream: {moment!r} is not a time: give time.time() seconds or how "
+        "long ago, such as '10s' or '500ms'"
+    )
+
+
+def _traceback_object(exc: BaseException):
+    """A traceback object of the worker's frames (from the failure's traceback text)."""
+    text = getattr(exc, "lazycell_remote_traceback", None)
+    if text:
+        try:
+            from tblib import Traceback  # installed with distributed; optional here
+
+            return Traceback.from_string(text).as_traceback()
+        except Exception:
+            pass
+    try:  # without tblib: where the kernel raised it, with the worker's frames as its cause
+        raise exc
+    except BaseException as raised:  # noqa: B036 - just made; only its traceback is wanted
+        return raised.__traceback__
+
+
 def _call_on_worker(fn, args: tuple, kwargs: dict, worker):
     return fn(*args, **kwargs)
 
@@ -971,11 +1448,24 @@ def _worker_names(workers) -> list:
     return list(workers)
 
 
+def _check_callable(fn, method: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"client.{method}: the first argument must be a function, not {fn!r}")
+
+
+def _refuse_actors(actor: bool, actors: bool) -> None:
+    if actor or actors:
+        raise NotImplementedError(
+            "lazycell's local cluster has no actors (stateful objects on a worker); keep "
+            "state in lc.get_worker().namespace, or use dask.distributed for actors"
+        )
+
+
 def _futures_to_refs(obj):
     t = type(obj)
     if t is Future:
         return Ref(obj.key)
-    if t in (list, tuple):
+    if t in (list, tuple, set, frozenset):
         return t(_futures_to_refs(x) for x in obj)
     if t is dict:
         return {k: _futures_to_refs(v) for k, v in obj.items()}

@@ -55,6 +55,9 @@ class LocalCluster:
     ``processes=False`` runs the workers as
     threads of this process (for debugging). A task that was running on
     ``allowed_failures`` workers that died fails instead of being retried.
+    ``resources={"GPU": 2}`` is what each worker offers to tasks submitted
+    with ``resources={"GPU": 1}``: a worker runs only as many of them at once
+    as its resources allow (dask's abstract resources).
 
     A live dashboard is served on ``dashboard_address`` (``"127.0.0.1:0"``:
     loopback, a free port; None turns it off); ``cluster.dashboard_link`` is
@@ -74,8 +77,10 @@ class LocalCluster:
         allowed_failures: int = 3,
         startup_timeout: float = STARTUP_TIMEOUT,
         dashboard_address: str | None = "127.0.0.1:0",
+        resources: dict | None = None,
     ):
         n_workers, threads_per_worker = default_worker_split(n_workers, threads_per_worker)
+        self.resources = check_resources(resources)
         self.threads_per_worker = threads_per_worker
         self.processes = processes
         # "auto" shares the machine among the workers; an empty cluster among as many
@@ -96,6 +101,7 @@ class LocalCluster:
             allowed_failures=allowed_failures,
             local_directory=local_directory,
             socket_dir=self.socket_dir,
+            resources=self.resources,
         )
         self.closed = False
         self.dashboard = None
@@ -232,6 +238,21 @@ def parse_address(address: str) -> tuple[str, int]:
             "(port 0 picks a free one), or None to turn the dashboard off"
         )
     return host or "127.0.0.1", number
+
+
+def check_resources(resources) -> dict:
+    """``resources={"GPU": 2, "MEMORY": 8e9}``: what each worker offers to tasks that ask."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, dict) or not all(
+        isinstance(name, str) and isinstance(amount, (int, float)) and amount >= 0
+        for name, amount in resources.items()
+    ):
+        raise TypeError(
+            f"resources= takes a dict of resource name -> amount each worker offers, such "
+            f"as {{'GPU': 2}}; got {resources!r}"
+        )
+    return dict(resources)
 
 
 def default_worker_split(n_workers: int | None, threads: int | None) -> tuple[int, int]:

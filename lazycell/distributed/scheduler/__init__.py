@@ -57,6 +57,7 @@ from lazycell.distributed.scheduler.state import (
     KeyStatus,
     PendingCall,
     SchedulerState,
+    TaskOptions,
     TaskState,
     WorkerHandle,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "KeyStatus",
     "PendingCall",
     "SchedulerState",
+    "TaskOptions",
     "TaskState",
     "WorkerHandle",
     "start_worker",

@@ -135,8 +135,10 @@ class ClusterScheduler(SchedulerState):
         allowed_failures: int,
         local_directory: str | None = None,
         socket_dir: str | None = None,
+        resources: dict | None = None,
     ):
         super().__init__(n_workers, threads_per_worker, allowed_failures)
+        self.worker_resources = dict(resources or {})
         self.local_directory = local_directory
         self.socket_dir = socket_dir
         self.spill_dirs: set[str] = set()  # made for workers, removed when each one ends
@@ -296,6 +298,7 @@ class ClusterScheduler(SchedulerState):
                 transitions.release_wanted(self, *args)
             elif kind == "cancel":
                 transitions.cancel(self, *args)
+
             elif kind == "interrupt":
                 membership.interrupt(self, *args)
             elif kind == "locate":

@@ -59,6 +59,8 @@ MAX_STARTUP_FAILURES = 5
 def add_worker(state: SchedulerState) -> WorkerHandle:
     """Start one more worker; it gets tasks once it says ``ready`` (``worker_ready``)."""
     worker = state.launch_worker(next(state.worker_indices))
+    worker.resources = dict(state.worker_resources)
+    worker.resources_free = dict(state.worker_resources)
     state.workers[worker.index] = worker
     return worker
 

@@ -11,7 +11,9 @@ unless another worker is idle (idle workers take work from busy ones).
 Tasks without inputs go to one worker in runs of up to ``root_run_length``
 (ready tasks / workers), so siblings of a reduction land together and their
 sum needs no transfer, while a small ``map`` still uses every worker.
-``TaskState.restrictions`` (``submit(..., workers=[...])``) limit the choice.
+``TaskState.restrictions`` (``submit(..., workers=[...])``) limit the choice,
+and so do ``TaskState.resources`` (``submit(..., resources={"GPU": 1})``): a
+worker runs at once only as many such tasks as its resources allow.
 A worker paused by its memory monitor gets no tasks.
 
 Run times are learnt as tasks finish (``learn_task_time``): a running mean
@@ -82,7 +84,7 @@ def queue_seconds(worker: WorkerHandle) -> float:
 
 def choose_worker(state: SchedulerState, ts: TaskState, workers: list) -> WorkerHandle | None:
     """The running worker where ``ts`` would start soonest, or None: wait for room."""
-    if ts.restrictions is not None:
+    if ts.restrictions is not None or ts.resources is not None:
         return choose_allowed_worker(state, ts, workers)
     if not ts.deps:
         return choose_root_worker(state, workers)
@@ -112,14 +114,25 @@ def choose_worker(state: SchedulerState, ts: TaskState, workers: list) -> Worker
 def choose_allowed_worker(
     state: SchedulerState, ts: TaskState, workers: list
 ) -> WorkerHandle | None:
-    """Of the workers ``ts.restrictions`` allows that have room: most local bytes, least busy."""
-    allowed = [
-        w for w in workers if w.name in ts.restrictions and len(w.processing) < capacity(state, w)
-    ]
+    """Of the workers ``ts.restrictions`` allows that have room (and the resources ``ts``
+    holds while it runs, free): most local bytes, least busy. Loose restrictions
+    (``allow_other_workers``) allow any worker while none of the named ones runs."""
+    if ts.restrictions is not None:
+        named = [w for w in workers if w.name in ts.restrictions]
+        if named or not ts.loose_restrictions:
+            workers = named
+    allowed = [w for w in workers if len(w.processing) < capacity(state, w)]
+    if ts.resources:
+        allowed = [w for w in allowed if has_free_resources(w, ts.resources)]
     if not allowed:
         return None
     local = {w: sum(d.nbytes for d in ts.deps if d.who_has is w) for w in allowed}
     return max(allowed, key=lambda w: (local[w], -len(w.processing)))
+
+
+def has_free_resources(worker: WorkerHandle, needed: dict) -> bool:
+    free = worker.resources_free
+    return all(free.get(name, 0) >= amount for name, amount in needed.items())
 
 
 def choose_root_worker(state: SchedulerState, workers: list) -> WorkerHandle | None:

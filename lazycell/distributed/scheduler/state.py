@@ -48,7 +48,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from lazycell.distributed.activity import ClusterActivity
 from lazycell.distributed.failures import PickledFailure
@@ -81,6 +81,9 @@ class TaskState:
         "group",
         "expected_seconds",
         "counted",
+        "retries",
+        "resources",
+        "loose_restrictions",
     )
 
     def __init__(self, key: Hashable, spec: TaskSpec, priority: tuple, recorder):
@@ -102,9 +105,21 @@ class TaskState:
         self.group: str | None = None  # key_group(key), set when first sent
         self.expected_seconds = 0.0  # its share of its worker's queued_seconds
         self.counted = False  # its finish or failure is in the activity counts
+        self.retries = 0  # failures left to retry (submit(..., retries=n))
+        self.resources: dict | None = None  # {"GPU": 1}: held on its worker while it runs
+        self.loose_restrictions = False  # allow_other_workers: restrictions are a preference
 
     def __repr__(self) -> str:
         return f"<TaskState {self.key!r} {self.state}>"
+
+
+class TaskOptions(NamedTuple):
+    """What ``submit`` / ``map`` / ``compute`` were told about a task beyond its call."""
+
+    retries: int = 0  # run again up to this many times when it fails
+    priority: int = 0  # higher first, before the graph's own order (as in dask)
+    resources: dict | None = None  # abstract resources it holds on its worker while it runs
+    loose_restrictions: bool = False  # ``workers=`` is a preference (allow_other_workers)
 
 
 class KeyStatus:
@@ -180,6 +195,8 @@ class WorkerHandle:
         self.metrics: dict = {}  # its last heartbeat: rss, cpu, managed, spilled, time
         self.pending_moves: set | None = None  # retiring: moves of its results not done yet
         self.retired = False  # told to stop by scale/adapt: no replacement, not a failure
+        self.resources: dict = {}  # abstract resources it offers ({"GPU": 2}), from the cluster
+        self.resources_free: dict = {}  # of those, not held by a running task
 
     def __repr__(self) -> str:
         return f"<WorkerHandle {self.name} pid={self.pid} {self.state}>"
@@ -214,6 +231,7 @@ class SchedulerState:
         self.n_workers = n_workers  # the size to keep; scale and adapt change it
         self.threads_per_worker = threads_per_worker
         self.allowed_failures = allowed_failures
+        self.worker_resources: dict = {}  # what each worker offers (LocalCluster(resources=))
         # Tasks (transitions).
         self.tasks: dict[Hashable, TaskState] = {}
         self.ready: list = []

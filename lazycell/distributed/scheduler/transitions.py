@@ -52,10 +52,14 @@ def update_graph(
     statuses: list,
     recorder,
     restrictions=None,
+    options=None,
 ) -> None:
     """Add a graph's new tasks, mark ``wanted`` keys, and start what they need.
 
-    ``restrictions`` maps keys to the names of the workers they may run on.
+    ``restrictions`` maps keys to the names of the workers they may run on,
+    ``options`` keys to their :class:`~lazycell.distributed.scheduler.state.TaskOptions`.
+    A task's priority is ``(-user priority, graph generation, place in the
+    graph's order)``: lowest first.
     """
     known = state.tasks
     try:
@@ -70,11 +74,13 @@ def update_graph(
     new = []
     for i, key in enumerate(order):
         if key not in known:
-            ts = known[key] = TaskState(key, graph[key], (generation, i), recorder)
+            ts = known[key] = TaskState(key, graph[key], (0, generation, i), recorder)
             new.append(ts)
     for key, names in (restrictions or {}).items():
         if key in known and known[key] in new:
             known[key].restrictions = frozenset(names)
+    if options:
+        apply_options(state, [ts for ts in new if ts.key in options], options)
     state.activity.tasks_added([ts.key for ts in new])
     for ts in new:
         ts.deps = [known[dep] for dep in ts.spec.deps]
@@ -89,6 +95,17 @@ def update_graph(
     activate_with_inputs(state, [known[k] for k in order if k not in new_keys])
     for ts in new:  # in priority order: inputs before the tasks that take them
         activate(state, ts)
+
+
+def apply_options(state: SchedulerState, new: list, options: Mapping) -> None:
+    """Set what ``submit(..., retries=, priority=, resources=, allow_other_workers=)`` asked."""
+    for ts in new:
+        opts = options[ts.key]
+        ts.retries = opts.retries
+        ts.resources = opts.resources or None
+        ts.loose_restrictions = opts.loose_restrictions
+        if opts.priority:
+            ts.priority = (-opts.priority, *ts.priority[1:])
 
 
 def release_wanted(state: SchedulerState, keys: list) -> None:
@@ -110,6 +127,30 @@ def cancel(state: SchedulerState, keys: list) -> None:
         if status is not None:
             status.settle("cancelled", state.callbacks)
     release_wanted(state, keys)
+
+
+def retry(state: SchedulerState, keys: list) -> None:
+    """``client.retry``: erred tasks behind ``keys`` (theirs or an input's) run again."""
+    erred = []
+    seen = set()
+    stack = [state.tasks[key] for key in keys if key in state.tasks]
+    while stack:
+        ts = stack.pop()
+        if ts in seen or ts.state != "erred":
+            continue
+        seen.add(ts)
+        erred.append(ts)
+        stack.extend(ts.deps)
+    for ts in erred:
+        ts.state = "released"
+        ts.error = None
+        if ts.counted:
+            state.activity.task_erred_retried(ts.key)
+            ts.counted = False
+        status = state.statuses.get(ts.key)
+        if status is not None:
+            status.reset()
+    activate_with_inputs(state, erred)
 
 
 # ------------------------------------------------------------------- towards memory
@@ -172,7 +213,7 @@ def dispatch(state: SchedulerState) -> None:
             continue
         worker = choose_worker(state, ts, workers)
         if worker is None:
-            if ts.restrictions is None:
+            if ts.restrictions is None and ts.resources is None:
                 break
             deferred.append(heappop(ready))
             continue
@@ -189,6 +230,10 @@ def send_task(state: SchedulerState, ts: TaskState, worker: WorkerHandle) -> Non
     worker.processing.add(ts)
     ts.expected_seconds = expected_seconds(state, ts)
     worker.queued_seconds += ts.expected_seconds
+    if ts.resources:
+        free = worker.resources_free
+        for name, amount in ts.resources.items():
+            free[name] -= amount
     worker.to_compute.append((ts.key, ts.spec, addresses_to_fetch(ts, worker)))
 
 
@@ -203,6 +248,10 @@ def stop_processing(ts: TaskState) -> None:
     if worker is not None:
         worker.processing.discard(ts)
         worker.queued_seconds = max(0.0, worker.queued_seconds - ts.expected_seconds)
+        if ts.resources:
+            free = worker.resources_free
+            for name, amount in ts.resources.items():
+                free[name] += amount
     ts.processing_on = None
 
 
@@ -249,6 +298,11 @@ def task_erred(
     if ts is None or ts.state != "processing" or ts.processing_on is not worker:
         return
     stop_processing(ts)
+    if ts.retries > 0:  # submit(..., retries=n): run it again, as if it had not run
+        ts.retries -= 1
+        ts.state = "released"
+        activate(state, ts)
+        return
     state.activity.task_erred(key, ts.group, worker.name, start, stop)
     ts.counted = True
     if ts.recorder is not None:
