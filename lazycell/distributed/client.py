@@ -79,6 +79,7 @@ GATHER_RETRY_SECONDS = 0.05
 _open_clients: list = []
 _open_lock = threading.Lock()
 _config_before_clients = None
+_dask_config_before_clients = None
 
 
 def current_client() -> Client:
@@ -157,16 +158,29 @@ def describe_shape(cluster: LocalCluster) -> str:
     return text
 
 
+def dask_get(dsk, keys, **kwargs):
+    """dask's scheduler while an ``lc.Client`` is open: that client's :meth:`Client.get`.
+
+    Set as dask's ``scheduler`` config when the first client opens, so
+    ``x.compute()`` on a dask collection runs on the cluster (as with
+    ``distributed.Client``); it always asks for the most recent open client.
+    """
+    return current_client().get(dsk, keys, **kwargs)
+
+
 def _register_client(client: Client) -> None:
-    global _config_before_clients
+    global _config_before_clients, _dask_config_before_clients
     with _open_lock:
         if not _open_clients:
             _config_before_clients = config.set(scheduler="distributed")
+            _dask_config_before_clients = _set_dask_scheduler()
+        elif _dask_config_before_clients is not None:
+            _point_dask_at_clients()  # as each distributed.Client does when it opens
         _open_clients.append(client)
 
 
 def _unregister_client(client: Client) -> None:
-    global _config_before_clients
+    global _config_before_clients, _dask_config_before_clients
     with _open_lock:
         if client not in _open_clients:
             return
@@ -174,8 +188,31 @@ def _unregister_client(client: Client) -> None:
         if _open_clients or _config_before_clients is None:
             return
         previous, _config_before_clients = _config_before_clients, None
+        dask_previous, _dask_config_before_clients = _dask_config_before_clients, None
     if config.get("scheduler") == "distributed":  # unless the user chose another since
         previous.__exit__()
+    if dask_previous is not None:
+        import dask
+
+        if dask.config.get("scheduler", None) is dask_get:  # the same for dask's setting
+            dask_previous.__exit__(None, None, None)
+
+
+def _point_dask_at_clients() -> None:
+    import dask
+
+    if dask.config.get("scheduler", None) is not dask_get:
+        dask.config.set(scheduler=dask_get)
+
+
+def _set_dask_scheduler():
+    """Make dask's collections compute on the open clients; what restores the setting
+    before (None without dask)."""
+    try:
+        import dask
+    except ImportError:
+        return None
+    return dask.config.set(scheduler=dask_get)
 
 
 # ------------------------------------------------------------------------------ Future
@@ -566,6 +603,49 @@ class Client:
                     f"LocalCluster(resources={{{name!r}: {amount!r}}}) or leave resources= out"
                 )
 
+    def get(
+        self,
+        dsk,
+        keys,
+        workers=None,
+        allow_other_workers=None,
+        resources=None,
+        sync: bool = True,
+        asynchronous=None,
+        direct=None,
+        retries=None,
+        priority: int = 0,
+        fifo_timeout=None,
+        actors=None,
+        **kwargs,
+    ):
+        """Run a dask graph on the cluster for ``keys`` (a key or nested lists of keys),
+        as dask's scheduler get-functions do: ``client.get({"x": 1, "y": (inc, "x")}, "y")``.
+
+        Values come back in the shape of ``keys`` (lists for lists);
+        ``sync=False`` gives futures in that shape instead. This is what
+        dask collections use while the client is open (``x.compute()``,
+        ``dask.compute(..., scheduler=client)``). Keys held by this client's
+        futures (persisted collections) may be used without being in ``dsk``.
+        The options are :meth:`submit`'s.
+        """
+        self._check_open()
+        _refuse_actors(bool(actors), False)
+        options = self._task_options(retries, priority, resources, allow_other_workers, workers)
+        if not isinstance(dsk, Mapping) and hasattr(dsk, "__dask_graph__"):
+            dsk = dsk.__dask_graph__()
+        graph = specs_from_dask(_futures_as_dask_refs(dsk))
+        flat: list = []
+        _flatten_keys(keys, flat)
+        wanted = list(dict.fromkeys(flat))
+        restrictions = dict.fromkeys(graph, _worker_names(workers)) if workers else None
+        opts = None if options is None else dict.fromkeys(graph, options)
+        if not sync:
+            futures = self._submit_graph(graph, wanted, None, restrictions, opts)
+            return _nest_values(keys, dict(zip(wanted, futures)))
+        values = self._run_graph(graph, wanted, restrictions=restrictions, options=opts)
+        return _nest_values(keys, values)
+
     def compute(self, collections, *, optimize_graph: bool = True):
         """Start computing lazy objects (lazycell or dask); returns a Future per object.
 
@@ -856,6 +936,17 @@ class Client:
         none of them); its ``lazycell_rerun`` computes the failed task's inputs again
         from ``graph`` when it is called.
         """
+        return self._run_graph(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
+
+    def _run_graph(
+        self,
+        graph,
+        outputs,
+        *,
+        rerun_exceptions_locally: bool = False,
+        restrictions=None,
+        options=None,
+    ) -> dict:
         self._check_open()
         recorder = None
         if BUS.listening:
@@ -865,7 +956,7 @@ class Client:
                 order = list(graph)
             recorder = BUS.start_compute(order, "distributed", self.cluster.n_workers)
         status = "error"
-        futures = self._submit_graph(graph, list(outputs), recorder)
+        futures = self._submit_graph(graph, list(outputs), recorder, restrictions, options)
         wanted = _keys_and_statuses(futures)
         try:
             values = self._gather_keys(wanted, None, graph)
@@ -1446,6 +1537,68 @@ def _worker_names(workers) -> list:
     if isinstance(workers, str):
         return [workers]
     return list(workers)
+
+
+def _futures_as_dask_refs(dsk: Mapping) -> Mapping:
+    """``dsk`` with this module's Futures inside dask tasks' arguments made references
+    to their keys (``dask.delayed(f)(future)``): dask reads only its own ``TaskRef``
+    there, and would send the Future itself to the worker."""
+    task_spec = sys.modules.get("dask._task_spec")
+    if task_spec is None:
+        return dsk
+    if hasattr(dsk, "to_dict") and not isinstance(dsk, dict):  # HighLevelGraph
+        dsk = dsk.to_dict()
+    changed = {}
+    for key, node in dsk.items():
+        new = _task_with_future_refs(node, task_spec)
+        if new is not node:
+            changed[key] = new
+    return {**dsk, **changed} if changed else dsk
+
+
+def _task_with_future_refs(node, task_spec):
+    if type(node) is not task_spec.Task:
+        return node
+    args = [_argument_with_future_refs(a, task_spec) for a in node.args]
+    kwargs = {k: _argument_with_future_refs(v, task_spec) for k, v in node.kwargs.items()}
+    if all(a is b for a, b in zip(args, node.args)) and all(
+        kwargs[k] is v for k, v in node.kwargs.items()
+    ):
+        return node
+    return task_spec.Task(node.key, node.func, *args, **kwargs)
+
+
+def _argument_with_future_refs(arg, task_spec):
+    if isinstance(arg, task_spec.GraphNode):
+        return _task_with_future_refs(arg, task_spec)
+    if _holds_future(arg):
+        return task_spec.parse_input(arg)  # a Future -> Alias of its key, containers too
+    return arg
+
+
+def _holds_future(obj) -> bool:
+    if isinstance(obj, Future):
+        return True
+    if type(obj) in (list, tuple, set, frozenset):
+        return any(_holds_future(x) for x in obj)
+    if type(obj) is dict:
+        return any(_holds_future(x) for x in obj.values())
+    return False
+
+
+def _flatten_keys(keys, out: list) -> None:
+    if isinstance(keys, list):
+        for item in keys:
+            _flatten_keys(item, out)
+    else:
+        out.append(keys)
+
+
+def _nest_values(keys, values: dict):
+    """``values`` in the shape of ``keys``: nested lists stay lists, as dask.distributed's get."""
+    if isinstance(keys, list):
+        return [_nest_values(item, values) for item in keys]
+    return values[keys]
 
 
 def _check_callable(fn, method: str) -> None:
