@@ -210,5 +210,5 @@ def test_counts_of_one_are_in_the_singular():
         }
     }
     assert summary_text(info, None) == (
-        "<lazycell Client: 1 worker, 1 thread, memory 100.0 MB, 1 result held, 0 processing>"
+        "<lazycell Client: 1 worker, 1 thread, memory 100.0 MB, 1 result held, 0 running, 0 queued>"
     )

@@ -347,6 +347,60 @@ class ComputeState:
         return f"{mark} {tasks} {word} {elapsed} · {where}"
 
 
+def group_label(name: str) -> str:
+    """The name dask gives the task group ``name``: its words up to the first that is not
+    a plain word, as ``dask.utils.key_split`` cuts a key.
+
+    ``"sum-aggregate-finalize-hlgfinalizecompute"`` -> ``"sum-aggregate"`` (dask
+    reads an 8-letter word starting with a-f, such as ``finalize``, as a token);
+    ``"finalize-hlgfinalizecompute"`` stays whole. Views show this label and
+    the full name in a tooltip; groups with one label share a row.
+    """
+    words = name.split("-")
+    label = words[0]
+    for word in words[1:]:
+        if not word.isalpha() or (len(word) == 8 and word[0] in "abcdef"):
+            break
+        label += f"-{word}"
+    return label or name
+
+
+class LabelledGroup(NamedTuple):
+    """The groups of one :func:`group_label`, summed: what a view's row shows."""
+
+    progress: GroupProgress
+    names: tuple[str, ...]  # the groups' full names
+
+    @property
+    def tooltip(self) -> str:
+        """The full names, for a row whose label is cut or merges several groups."""
+        return ", ".join(self.names)
+
+
+def groups_by_label(groups: dict[str, GroupProgress]) -> dict[str, LabelledGroup]:
+    """``{label: LabelledGroup}`` in first-seen order (see :func:`group_label`)."""
+    merged: dict[str, list] = {}
+    for name, group in groups.items():
+        merged.setdefault(group_label(name), []).append((name, group))
+    labelled = {}
+    for label, members in merged.items():
+        if len(members) == 1:
+            name, group = members[0]
+            labelled[label] = LabelledGroup(group, (name,))
+            continue
+        labelled[label] = LabelledGroup(
+            GroupProgress(
+                total=sum(g.total for _, g in members),
+                done=sum(g.done for _, g in members),
+                running=sum(g.running for _, g in members),
+                erred=sum(g.erred for _, g in members),
+                seconds=sum(g.seconds for _, g in members),
+            ),
+            tuple(name for name, _ in members),
+        )
+    return labelled
+
+
 def plural(n: int, noun: str) -> str:
     """``plural(1, "worker") == "1 worker"``, ``plural(2_000, "task") == "2,000 tasks"``."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"

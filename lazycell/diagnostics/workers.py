@@ -12,6 +12,14 @@ cluster's own account of its memory:
   (:func:`worker_memory_from_info` turns the cluster's ``scheduler_info()``
   into ``{name: WorkerMemory}``).
 
+One rule for every bar's limit, whatever the scheduler (:func:`bar_limit`):
+the process's memory limit when it has one (a cluster worker's
+``memory_limit``), else the machine's memory. Dividing the machine among the
+processes shown made the kernel's bar 25 GB under threads and 8 GB under
+processes for the same kernel; the machine's memory is the point past which
+any one process would exhaust it. Every bar states the rule in its tooltip
+(:func:`limit_rule`).
+
 A bar turns orange at ``WARN_FRACTION`` and red at ``DANGER_FRACTION`` of its
 limit, in the notebook panels and on the cluster's dashboard alike.
 """
@@ -34,11 +42,55 @@ class WorkerMemory(NamedTuple):
     managed: int  # results the worker holds in memory
     unmanaged: int  # the rest of the process's resident memory
     spilled: int  # results moved to disk (not in memory)
-    limit: int  # the worker's memory limit, or its share of the machine's memory
+    limit: int  # see bar_limit: the worker's memory limit, or the machine's memory
+    has_limit: bool = True  # False: ``limit`` is the machine's memory
 
     @property
     def in_memory(self) -> int:
         return self.managed + self.unmanaged
+
+
+def bar_limit(memory_limit: int | None, machine: int | None = None) -> int:
+    """What a memory bar is drawn against: ``memory_limit``, else the machine's memory."""
+    return memory_limit or (machine if machine is not None else machine_memory())
+
+
+def limit_rule(limit: int, has_limit: bool) -> str:
+    """The rule, as a bar's tooltip says it (see the module docstring)."""
+    if has_limit:
+        return f"drawn against the worker's memory limit ({limit / 1e9:.1f} GB)"
+    return (
+        f"drawn against the machine's memory ({limit / 1e9:.1f} GB): "
+        "a process without a memory limit can use all of it"
+    )
+
+
+class TaskSlots(NamedTuple):
+    """A worker's (or the cluster's) tasks in hand: those running and those queued."""
+
+    running: int
+    queued: int
+
+
+def task_slots(n_processing: int, threads: int) -> TaskSlots:
+    """Split the tasks sent to a worker into running and queued.
+
+    A worker runs at most one task per thread; the scheduler sends it more
+    than that to keep its threads busy, and those wait in its queue. A free
+    thread takes the next task at once, so ``min(sent, threads)`` run.
+    """
+    running = min(n_processing, max(threads, 0))
+    return TaskSlots(running, n_processing - running)
+
+
+def cluster_task_slots(info: dict) -> TaskSlots:
+    """:func:`task_slots` summed over the workers of ``scheduler_info()``."""
+    workers = info.get("workers")
+    if workers is None:  # totals only
+        totals = info["totals"]
+        return task_slots(totals["n_processing"], totals["threads"])
+    slots = [task_slots(w["n_processing"], w["threads"]) for w in workers.values()]
+    return TaskSlots(sum(s.running for s in slots), sum(s.queued for s in slots))
 
 
 def worker_processes(state: ComputeState) -> dict[str, int]:
@@ -64,20 +116,20 @@ def _pool_processes(n_workers: int) -> dict[str, int]:
 def worker_memory_from_info(info: dict, total_memory: int | None = None) -> dict[str, WorkerMemory]:
     """``{worker name: WorkerMemory}`` from ``scheduler_info()``.
 
-    Workers without a memory limit are drawn against an equal share of the
-    machine's memory (``total_memory``, default: this machine's).
+    Workers without a memory limit are drawn against the machine's memory
+    (``total_memory``, default: this machine's), as :func:`bar_limit` says.
     """
     workers = info.get("workers", {})
     if total_memory is None:
         total_memory = machine_memory()
-    share = total_memory // max(len(workers), 1)
     return {
         name: WorkerMemory(
             # managed_bytes counts every result the worker holds, spilled ones too
             managed=max(0, worker.get("managed_bytes", 0) - worker.get("spilled_bytes", 0)),
             unmanaged=worker.get("unmanaged_bytes", 0),
             spilled=worker.get("spilled_bytes", 0),
-            limit=worker.get("memory_limit") or share,
+            limit=bar_limit(worker.get("memory_limit"), total_memory),
+            has_limit=bool(worker.get("memory_limit")),
         )
         for name, worker in workers.items()
     }

@@ -17,6 +17,11 @@
 - ``snapshot``: what ``/data.json`` returns (see :meth:`Dashboard.snapshot`);
   built at most every ``SNAPSHOT_MAX_AGE`` seconds however many pages poll,
   so open tabs cost the scheduler thread a bounded amount.
+- ``RunProgress``: the page's progress bars count the current run, the
+  tasks since the cluster was last seen idle, not every task since it
+  started (a second compute of 201 tasks would start half full at
+  201 / 402); ``running`` never exceeds the threads (tasks sent to a busy
+  worker are ``queued``, see ``diagnostics.workers.task_slots``).
 
 Why a token on every route, the page included: the port is reachable by
 every user of the machine (and by any web page the user's browser visits),
@@ -54,7 +59,8 @@ from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from lazycell.diagnostics.resources import ResourceSampler
+from lazycell.diagnostics.resources import ResourceSampler, total_memory
+from lazycell.diagnostics.workers import cluster_task_slots
 
 POLL_SECONDS = 1.0
 RESOURCE_INTERVAL = 0.5
@@ -104,6 +110,7 @@ class Dashboard:
         self._snapshot: bytes | None = None
         self._snapshot_at = float("-inf")
         self._snapshot_lock = threading.Lock()
+        self.progress = RunProgress()
 
     # -- lifetime
     def start(self) -> None:
@@ -181,6 +188,8 @@ class Dashboard:
                 "erred_colour": ERRED_COLOUR,
                 "warn_fraction": WARN_FRACTION,
                 "danger_fraction": DANGER_FRACTION,
+                # a worker without a memory limit is drawn against it (workers.bar_limit)
+                "machine_memory": total_memory(),
                 "layouts": {
                     "resources": resource_layout().to_plotly_json(),
                     "task_stream": task_stream_layout().to_plotly_json(),
@@ -225,12 +234,14 @@ class Dashboard:
         """What ``/data.json`` serves.
 
         ``{"closed": False, "time": unix time, "scheduler_info": ...,
-        "activity": ..., "resources": {"time": [...], "cpu_percent": [...],
-        "memory": [...]}}`` — ``scheduler_info`` and ``activity`` as the
-        cluster's methods of those names return them; resource times are
-        seconds since the cluster started, like the task stream's, memory in
-        bytes (this process and its children). A closed cluster gives
-        ``{"closed": True, "time": ...}``.
+        "activity": ..., "progress": ..., "resources": {"time": [...],
+        "cpu_percent": [...], "memory": [...]}}`` — ``scheduler_info`` and
+        ``activity`` as the cluster's methods of those names return them
+        (``activity`` counts every task since the cluster started);
+        ``progress`` the current run (:class:`RunProgress`); resource times
+        are seconds since the cluster started, like the task stream's, never
+        negative, memory in bytes (this process and its children). A closed
+        cluster gives ``{"closed": True, "time": ...}``.
         """
         cluster = self.cluster
         if cluster.closed or self.closed:
@@ -247,12 +258,88 @@ class Dashboard:
             "time": time.time(),
             "scheduler_info": info,
             "activity": activity,
+            "progress": self.progress.update(activity, info),
             "resources": {
                 "time": [s.time - origin for s in samples],
                 "cpu_percent": [s.cpu_percent for s in samples],
                 "memory": [s.rss for s in samples],
             },
         }
+
+
+class RunProgress:
+    """The progress of the current run: the counts since the cluster was last seen idle.
+
+    The cluster counts every task since it started (``activity``). A run is
+    what happens between two looks at an idle cluster (nothing processing or
+    waiting): ``baseline`` holds the counts of the look before the run shown,
+    and the bars show the difference, so each compute starts from zero. A
+    run that starts and ends between two looks is still one run.
+
+    ``update`` returns ``{"groups": {name: counts}, "totals": counts}`` with
+    counts ``total``, ``done``, ``erred``, ``running``, ``queued``,
+    ``waiting``: only the groups with tasks in the run. ``running`` never
+    exceeds the threads; a group's share of the running tasks is its share
+    of the tasks sent to workers (which of a worker's tasks run is its own
+    business), rounded so the groups add up.
+    """
+
+    COUNTED = ("total", "done", "erred")
+
+    def __init__(self):
+        self.baseline: dict[str, tuple[int, int, int]] = {}  # before the run shown
+        self.last_idle: dict[str, tuple[int, int, int]] | None = None
+        self.lock = threading.Lock()
+
+    def update(self, activity: dict, info: dict) -> dict:
+        counts = {
+            name: tuple(group[field] for field in self.COUNTED)
+            for name, group in activity["groups"].items()
+        }
+        totals = activity["totals"]
+        idle = totals["processing"] + totals["waiting"] == 0
+        with self.lock:
+            if self.last_idle is not None and (not idle or counts != self.last_idle):
+                # a run began after the last idle look (and may have ended since)
+                self.baseline = self.last_idle
+            if idle:
+                self.last_idle = counts
+            baseline = self.baseline
+        groups = {}
+        for name, group in activity["groups"].items():
+            before = baseline.get(name, (0, 0, 0))
+            run = {f: group[f] - b for f, b in zip(self.COUNTED, before)}
+            if run["total"] or run["done"] or run["erred"] or group["processing"]:
+                groups[name] = {
+                    **run,
+                    "processing": group["processing"],
+                    "waiting": group["waiting"],
+                }
+        slots = cluster_task_slots(info)
+        running = _shares({name: g["processing"] for name, g in groups.items()}, slots.running)
+        for name, group in groups.items():
+            processing = group.pop("processing")
+            group["running"] = running[name]
+            group["queued"] = processing - running[name]
+        run_totals = {
+            field: sum(g[field] for g in groups.values())
+            for field in ("total", "done", "erred", "running", "queued", "waiting")
+        }
+        return {"groups": groups, "totals": run_totals}
+
+
+def _shares(weights: dict[str, int], whole: int) -> dict[str, int]:
+    """``whole`` split in proportion to ``weights`` (largest remainders), none above its weight."""
+    total = sum(weights.values())
+    whole = min(whole, total)
+    if not total:
+        return dict.fromkeys(weights, 0)
+    exact = {name: whole * w / total for name, w in weights.items()}
+    shares = {name: int(x) for name, x in exact.items()}
+    left = whole - sum(shares.values())
+    for name in sorted(exact, key=lambda n: shares[n] - exact[n])[:left]:
+        shares[name] += 1
+    return shares
 
 
 def _json_for_script(value) -> str:

@@ -3,9 +3,12 @@
 ::
 
     lazycell Client · LocalCluster · 2 workers · 2 threads · Dashboard ↗
-    5 results held · 1 processing · memory 197 MB / 2.0 GB
-    worker-0   [####::::      ]  3 held · 1 running · 1 thread · 98 MB / 1.0 GB · results 60 MB · …
-    worker-1   [###:::        ]  2 held · 0 running · 1 thread · 99 MB / 1.0 GB · results 61 MB · …
+    5 results held · 2 running · 6 queued · memory 197 MB / 2.0 GB
+    worker-0   [####::::    ]  3 held · 1 running · 3 queued · 1 thread · 98 MB / 1.0 GB · …
+    worker-1   [###:::      ]  2 held · 1 running · 3 queued · 1 thread · 99 MB / 1.0 GB · …
+
+"running" never exceeds the threads: a task sent to a worker whose threads
+are all busy is queued there (``diagnostics.workers.task_slots``).
 
 - :func:`client_mimebundle`: what ``Client._repr_mimebundle_`` returns: the
   live widget where widgets can be shown (an IPython kernel), else
@@ -29,7 +32,7 @@ import weakref
 import ipywidgets as widgets
 
 from lazycell.diagnostics.compute_state import plural
-from lazycell.diagnostics.workers import worker_memory_from_info
+from lazycell.diagnostics.workers import cluster_task_slots, task_slots, worker_memory_from_info
 from lazycell.widgets.front_end import can_show_widgets, current_shell
 from lazycell.widgets.memory_view import ClusterMemoryRow, format_bytes, memory_text
 
@@ -78,14 +81,17 @@ def _live_view(client) -> ClusterView:
 
 
 def summary_text(info: dict, dashboard_link: str | None) -> str:
-    """``"<lazycell Client: 2 workers, 2 threads, memory 197 MB / 2.0 GB, 5 results held>"``."""
+    """``"<lazycell Client: 2 workers, 2 threads, memory 197 MB / 2.0 GB, 5 results held,
+    2 running, 6 queued>"``."""
     totals = info["totals"]
     limit = totals.get("memory_limit")
     memory = format_bytes(totals["memory"]) + (f" / {format_bytes(limit)}" if limit else "")
+    slots = cluster_task_slots(info)
     text = (
         f"<lazycell Client: {plural(totals['workers'], 'worker')}, "
         f"{plural(totals['threads'], 'thread')}, memory {memory}, "
-        f"{plural(totals['n_results'], 'result')} held, {totals['n_processing']} processing>"
+        f"{plural(totals['n_results'], 'result')} held, {slots.running:,} running, "
+        f"{slots.queued:,} queued>"
     )
     if dashboard_link:
         text += f"\ndashboard: {dashboard_link}"
@@ -117,18 +123,21 @@ def _totals_text(info: dict) -> str:
     totals = info["totals"]
     limit = totals.get("memory_limit")
     memory = format_bytes(totals["memory"]) + (f" / {format_bytes(limit)}" if limit else "")
-    text = f"{plural(totals['n_results'], 'result')} held · {totals['n_processing']:,} processing"
-    text += f" · memory {memory}"
+    slots = cluster_task_slots(info)
+    text = f"{plural(totals['n_results'], 'result')} held · {slots.running:,} running"
+    text += f" · {slots.queued:,} queued · memory {memory}"
     if totals.get("spilled_bytes"):
         text += f" · spilled {format_bytes(totals['spilled_bytes'])}"
     return text
 
 
 def _tasks_text(worker: dict) -> str:
-    return (
-        f"{worker['n_results']:,} held · {worker['n_processing']:,} running"
-        f" · {plural(worker['threads'], 'thread')}" + (" · paused" if worker.get("paused") else "")
-    )
+    slots = task_slots(worker["n_processing"], worker["threads"])
+    text = f"{worker['n_results']:,} held · {slots.running:,} running"
+    if slots.queued:
+        text += f" · {slots.queued:,} queued"
+    text += f" · {plural(worker['threads'], 'thread')}"
+    return text + (" · paused" if worker.get("paused") else "")
 
 
 def static_html(info: dict, dashboard_link: str | None) -> str:
@@ -140,7 +149,8 @@ def static_html(info: dict, dashboard_link: str | None) -> str:
         f"<td>{worker['threads']}</td>"
         f"<td>{html.escape(memory_text(memory[name]))}</td>"
         f"<td>{worker['n_results']:,}</td>"
-        f"<td>{worker['n_processing']:,}</td>"
+        f"<td>{task_slots(worker['n_processing'], worker['threads']).running:,}</td>"
+        f"<td>{task_slots(worker['n_processing'], worker['threads']).queued:,}</td>"
         "</tr>"
         for name, worker in info["workers"].items()
     )
@@ -148,7 +158,7 @@ def static_html(info: dict, dashboard_link: str | None) -> str:
         '<div class="lazycell-cluster">'
         f"<p>{_title_html(info, dashboard_link)}<br>{html.escape(_totals_text(info))}</p>"
         "<table><thead><tr><th>worker</th><th>threads</th><th>memory</th>"
-        "<th>results held</th><th>processing</th></tr></thead>"
+        "<th>results held</th><th>running</th><th>queued</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></div>"
     )
 

@@ -6,10 +6,11 @@
     process-0   [###                       ]  310 MB / 3.9 GB   (processes scheduler)
     worker-0    [####::::////              ]  98 MB / 1.0 GB · results 60 MB · …  (cluster)
 
-The limit of a bar is the machine's memory divided among the processes that
-share it (the kernel and, for the processes scheduler, each pool worker): the
-point past which they would together exhaust it. Bars turn orange at
-``WARN_FRACTION`` and red at ``DANGER_FRACTION`` of that limit.
+One rule for the limit of every bar (``diagnostics.workers.bar_limit``): the
+process's memory limit if it has one (a cluster worker's), else the machine's
+memory, the same for the kernel under every scheduler. Each bar's tooltip
+states it. Bars turn orange at ``WARN_FRACTION`` and red at
+``DANGER_FRACTION`` of that limit.
 
 A cluster worker's bar (:class:`ClusterMemoryRow`) is drawn against its
 memory limit and stacks, apart, the results it holds (solid), the rest of its
@@ -23,7 +24,12 @@ import html
 
 import ipywidgets as widgets
 
-from lazycell.diagnostics.workers import DANGER_FRACTION, WARN_FRACTION, WorkerMemory
+from lazycell.diagnostics.workers import (
+    DANGER_FRACTION,
+    WARN_FRACTION,
+    WorkerMemory,
+    limit_rule,
+)
 from lazycell.widgets.rows import BarNamedRow, reuse_rows
 
 NAME_WIDTH = "150px"
@@ -61,10 +67,12 @@ class MemoryRow(BarNamedRow):
         self.widget = widgets.HBox([self.bar, self.text])
 
     def show(self, rss: int, limit: int) -> None:
+        """``rss`` against the machine's memory ``limit`` (see the module docstring)."""
         fraction = rss / limit if limit else 0.0
         with self.bar.hold_sync():
             self.bar.value = min(fraction, 1.0)
             self.bar.bar_style = memory_bar_style(fraction)
+            self.bar.tooltip = f"{self.bar.description}: {limit_rule(limit, has_limit=False)}"
         self.text.value = f"{format_bytes(rss)} / {format_bytes(limit)}"
 
 
@@ -130,7 +138,8 @@ class ClusterMemoryRow(BarNamedRow):
     def show(self, memory: WorkerMemory, extra: str = "") -> None:
         """Draw ``memory``; ``extra`` goes first (the client's panel puts task counts there)."""
         text = memory_text(memory)
-        self.bar.value = stacked_memory_bar(memory, title=f"{self.bar.description}: {text}")
+        rule = limit_rule(memory.limit, memory.has_limit)
+        self.bar.value = stacked_memory_bar(memory, title=f"{self.bar.description}: {text}; {rule}")
         self.text.value = f"{extra} · {text}" if extra else text
 
 
@@ -155,12 +164,15 @@ class MemoryView:
             self.rows = reuse_rows(rows, names, self._spares[row_class], row_class)
             self.widget.children = [row.widget for row in self.rows.values()]
 
+    def spare_rows(self) -> list[widgets.Widget]:
+        """The rows built but not shown (to close them with the panel)."""
+        return [row.widget for rows in self._spares.values() for row in rows]
+
     def show(self, processes: dict[str, int], rss_by_pid: dict, total_memory: int) -> None:
-        """A bar per process: its RSS against an equal share of ``total_memory``."""
+        """A bar per process: its RSS against the machine's memory, ``total_memory``."""
         self._set_rows(processes, MemoryRow)
-        limit = total_memory // max(len(processes), 1)
         for name, pid in processes.items():
-            self.rows[name].show(rss_by_pid.get(pid, 0), limit)
+            self.rows[name].show(rss_by_pid.get(pid, 0), total_memory)
 
     def show_cluster(self, workers: dict[str, WorkerMemory]) -> None:
         """A stacked bar per cluster worker (see :func:`stacked_memory_bar`)."""

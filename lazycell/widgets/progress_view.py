@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from lazycell.diagnostics.compute_state import ComputeState, GroupProgress, format_seconds
+from lazycell.diagnostics.compute_state import (
+    ComputeState,
+    GroupProgress,
+    LabelledGroup,
+    format_seconds,
+    groups_by_label,
+)
 from lazycell.widgets.rows import BarNamedRow, reuse_rows
 
 MAX_GROUP_ROWS = 12
@@ -93,8 +99,15 @@ class ProgressView:
         shown = shown_groups(state.groups)
         if list(shown) != list(self.rows):
             self._set_rows(list(shown))
-        for name, group in shown.items():
-            self.rows[name].show(group.done, group.total, group.running, group.erred)
+        for label, labelled in shown.items():
+            group = labelled.progress
+            row = self.rows[label]
+            row.show(group.done, group.total, group.running, group.erred)
+            row.bar.tooltip = labelled.tooltip
+
+    def spare_rows(self) -> list[widgets.Widget]:
+        """The rows built but not shown (to close them with the panel)."""
+        return [row.widget for row in self._spare_rows]
 
     def _set_rows(self, names: list[str]) -> None:
         self.rows = reuse_rows(self.rows, names, self._spare_rows, self._new_row)
@@ -105,17 +118,23 @@ class ProgressView:
         return ProgressRow(name, "lazycell-group-bar")
 
 
-def shown_groups(groups: dict[str, GroupProgress]) -> dict[str, GroupProgress]:
-    """The groups that get a row: the first ones, and the rest summed in one."""
-    names = list(groups)
-    if len(names) <= MAX_GROUP_ROWS:
-        return groups
-    shown = {name: groups[name] for name in names[: MAX_GROUP_ROWS - 1]}
-    rest = [groups[name] for name in names[MAX_GROUP_ROWS - 1 :]]
-    shown[OTHER_GROUPS] = GroupProgress(
-        total=sum(g.total for g in rest),
-        done=sum(g.done for g in rest),
-        running=sum(g.running for g in rest),
-        erred=sum(g.erred for g in rest),
+def shown_groups(groups: dict[str, GroupProgress]) -> dict[str, LabelledGroup]:
+    """The rows: ``{label: LabelledGroup}`` of the groups by dask's name for them
+    (:func:`~lazycell.diagnostics.compute_state.group_label`), the first ones,
+    and the rest summed in one."""
+    labelled = groups_by_label(groups)
+    labels = list(labelled)
+    if len(labels) <= MAX_GROUP_ROWS:
+        return labelled
+    shown = {label: labelled[label] for label in labels[: MAX_GROUP_ROWS - 1]}
+    rest = [labelled[label] for label in labels[MAX_GROUP_ROWS - 1 :]]
+    shown[OTHER_GROUPS] = LabelledGroup(
+        GroupProgress(
+            total=sum(g.progress.total for g in rest),
+            done=sum(g.progress.done for g in rest),
+            running=sum(g.progress.running for g in rest),
+            erred=sum(g.progress.erred for g in rest),
+        ),
+        tuple(name for g in rest for name in g.names),
     )
     return shown

@@ -1,0 +1,174 @@
+"""What a panel leaves in the notebook once its cell ends: a static summary.
+
+::
+
+    ComputePanel.__exit__ (the cell's thread, the computes over)
+      tracker.states ──► static_bundle(states) ──► display_handle.update(data, metadata)
+                                                   (replaces the live widget's output)
+
+A live widget needs its kernel: saved, the notebook would show it on GitHub,
+in nbviewer, in ``jupyter nbconvert --to html`` or in a notebook reopened
+without the kernel as an empty box or "Loading widget...". So when the cell
+ends, the panel's output becomes plain data every front end reads:
+
+- ``text/html``: the summary line and a table of the task groups, each with
+  an inline-SVG bar (no script, no style sheet: inline attributes only, in
+  colours that read on light and dark backgrounds; text inherits the page's
+  colour). A group's full name is its row's tooltip.
+- ``text/plain``: the summary line and one line per group.
+- ``metadata["lazycell"]``: the numbers (:func:`summary_numbers`), for
+  tools that read a saved notebook without a kernel (``nbformat``).
+
+One section per compute the panel saw (a cell may compute more than once),
+oldest first; the metadata's top level is the latest compute, and
+``computes`` lists them all.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+
+from lazycell.diagnostics.compute_state import (
+    ComputeState,
+    GroupProgress,
+    LabelledGroup,
+    groups_by_label,
+)
+
+# The metadata's shape; bump when a field changes meaning.
+METADATA_VERSION = 1
+BAR_WIDTH = 160
+BAR_HEIGHT = 12
+# Mid-tone colours, readable on a white and a black page alike.
+DONE_COLOUR = "#43a047"
+ERRED_COLOUR = "#e53935"
+PARTIAL_COLOUR = "#1e88e5"
+# The bar's track: the text colour, faint (so it follows the theme).
+TRACK = 'fill="currentColor" fill-opacity="0.15"'
+NO_COMPUTE_TEXT = "lazycell: no compute ran in this cell"
+
+
+def summary_numbers(state: ComputeState) -> dict:
+    """One compute's numbers, as ``metadata["lazycell"]`` stores them (plain JSON data).
+
+    ``{"status": "ok", "summary": "✔ 41 tasks in 0.05 s · threads · 2 workers",
+    "scheduler": "threads", "workers": 2, "tasks": 41, "done": 41, "erred": 0,
+    "not_run": 0, "duration": 0.05, "groups": {"leaf": {"total": 40, "done": 40,
+    "erred": 0, "seconds": 0.01}, ...}, "tasks_per_worker": {...}}``. Groups
+    are keyed by their full names; ``duration`` and ``seconds`` are seconds.
+    """
+    not_run = max(state.n_tasks - state.done - state.erred, 0)
+    return {
+        "status": state.status,
+        "summary": state.summary(),
+        "scheduler": state.scheduler,
+        "workers": state.n_workers,
+        "tasks": state.n_tasks,
+        "done": state.done,
+        "erred": state.erred,
+        "not_run": not_run,
+        "duration": round(state.elapsed(), 6),
+        "groups": {
+            name: {
+                "total": group.total,
+                "done": group.done,
+                "erred": group.erred,
+                "seconds": round(group.seconds, 6),
+            }
+            for name, group in state.groups.items()
+        },
+        "tasks_per_worker": dict(state.tasks_per_worker),
+    }
+
+
+def static_bundle(states: Iterable[ComputeState]) -> tuple[dict, dict]:
+    """``(data, metadata)`` of the static output for these computes (see module docstring)."""
+    states = list(states)
+    if not states:
+        return (
+            {"text/plain": NO_COMPUTE_TEXT, "text/html": f"<p>{html.escape(NO_COMPUTE_TEXT)}</p>"},
+            {"lazycell": {"version": METADATA_VERSION, "computes": []}},
+        )
+    numbers = [summary_numbers(state) for state in states]
+    metadata = {"version": METADATA_VERSION, **numbers[-1], "computes": numbers}
+    data = {
+        "text/plain": "\n".join(static_text(state) for state in states),
+        "text/html": "".join(static_html(state) for state in states),
+    }
+    return data, {"lazycell": metadata}
+
+
+def static_text(state: ComputeState) -> str:
+    """The summary line, then ``  name  done / total`` per group (``· n erred`` if any)."""
+    rows = groups_by_label(state.groups)
+    width = max((len(label) for label in rows), default=0)
+    lines = [state.summary()]
+    for label, row in rows.items():
+        lines.append(f"  {label.ljust(width)}  {_counts_text(row.progress)}")
+    return "\n".join(lines)
+
+
+def static_html(state: ComputeState) -> str:
+    """The summary line and a table of the groups with SVG bars; no script, inline styles only."""
+    rows = "".join(_group_row(label, row) for label, row in groups_by_label(state.groups).items())
+    overall = GroupProgress(total=state.n_tasks, done=state.done, erred=state.erred)
+    total_row = _row("all tasks", "all tasks", overall, red_on_error=False, bold=True)
+    return (
+        '<div class="lazycell-static-summary" style="font-size:13px;line-height:1.5">'
+        f'<div class="lazycell-static-summary-line">{html.escape(state.summary())}</div>'
+        '<table style="border-collapse:collapse;margin:2px 0">'
+        f"<tbody>{total_row}{rows}</tbody></table></div>"
+    )
+
+
+def _counts_text(group: GroupProgress) -> str:
+    text = f"{group.done:,} / {group.total:,}"
+    if group.erred:
+        text += f" · {group.erred:,} erred"
+    return text
+
+
+def _group_row(label: str, row: LabelledGroup) -> str:
+    return _row(label, row.tooltip, row.progress, red_on_error=True)
+
+
+def _row(label: str, tooltip: str, group: GroupProgress, red_on_error: bool, bold=False) -> str:
+    cell = 'style="padding:1px 8px 1px 0;text-align:left;white-space:nowrap"'
+    counts = 'style="padding:1px 8px 1px 0;text-align:right;white-space:nowrap"'
+    name = html.escape(label)
+    if bold:
+        name = f"<b>{name}</b>"
+    return (
+        f'<tr class="lazycell-static-group" title="{html.escape(tooltip)}">'
+        f"<td {cell}>{name}</td>"
+        f"<td {cell}>{_bar_svg(group, red_on_error)}</td>"
+        f"<td {counts}>{html.escape(_counts_text(group))}</td>"
+        "</tr>"
+    )
+
+
+def _bar_svg(group: GroupProgress, red_on_error: bool) -> str:
+    """A progress bar: done (green, or blue while partial), erred (red) on a faint track.
+
+    ``red_on_error=False`` (the "all tasks" bar) keeps the finished part green
+    and shows the erred part red beside it, never the whole bar.
+    """
+    total = max(group.total, 1)
+    done_width = BAR_WIDTH * min(group.done, total) / total
+    erred_width = BAR_WIDTH * min(group.erred, total - min(group.done, total)) / total
+    if group.erred and red_on_error:
+        done_colour = ERRED_COLOUR
+    elif group.done >= group.total:
+        done_colour = DONE_COLOUR
+    else:
+        done_colour = PARTIAL_COLOUR
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{BAR_WIDTH}" height="{BAR_HEIGHT}" '
+        f'viewBox="0 0 {BAR_WIDTH} {BAR_HEIGHT}" role="img" '
+        f'aria-label="{html.escape(_counts_text(group))}" style="vertical-align:middle">'
+        f'<rect width="{BAR_WIDTH}" height="{BAR_HEIGHT}" rx="2" {TRACK}/>'
+        f'<rect width="{done_width:.1f}" height="{BAR_HEIGHT}" rx="2" fill="{done_colour}"/>'
+        f'<rect x="{done_width:.1f}" width="{erred_width:.1f}" height="{BAR_HEIGHT}" '
+        f'fill="{ERRED_COLOUR}"/></svg>'
+    )
