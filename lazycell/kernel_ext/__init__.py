@@ -31,7 +31,8 @@ Modules: ``magics`` (options), ``scheduler_choice`` (which scheduler, checked),
 debuggable failures; no IPython needed), ``debugging`` (IPython's traceback
 display, ``sys.last_*``, ``%pdb`` / ``%debug``), ``progress_display`` (the
 cell's display, as ``lazycell.widgets`` chooses it), ``extension`` (what load sets up and unload
-takes back).
+takes back), ``comm`` and ``lab_messages`` (the ``lazycell`` comm the JupyterLab
+extension in ``labextension/`` reads: no server extension, no port).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 - the magics (:class:`LazycellMagics`), registered with the shell;
 - :class:`InlineDebugging`, with its ``pre_run_cell`` hook for ``%debug``;
 - the progress displays of cells still running (each stops when its cell
-  ends; unloading stops any left, with their threads).
+  ends; unloading stops any left, with their threads);
+- in a kernel, :class:`LabChannel`: the ``lazycell`` comm the JupyterLab
+  extension's side panel and status bar item read.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from lazycell.kernel_ext.comm import LabChannel
 from lazycell.kernel_ext.debugging import InlineDebugging
 from lazycell.kernel_ext.magics import LazycellMagics
 from lazycell.kernel_ext.progress_display import cell_progress_display
@@ -24,15 +27,18 @@ class LazycellExtension:
         self.debugging = InlineDebugging(shell)
         self.magics = LazycellMagics(shell, self)
         self.open_displays: list = []
+        self.lab = LabChannel(shell)
 
     def load(self) -> None:
         self.shell.register_magics(self.magics)
         self.debugging.start()
+        self.lab.start()
 
     def unload(self) -> None:
         for display in list(self.open_displays):
             display.__exit__(None, None, None)
         self.open_displays.clear()
+        self.lab.stop()
         self.debugging.stop()
         self._unregister_magics()
 
