@@ -30,10 +30,20 @@ from lazycell.schedulers.registry import canonical_scheduler_name, scheduler_nam
 
 __all__ = ["ConfigError", "get", "set", "config_file_path", "SETTINGS"]
 
-SETTINGS = ("scheduler", "num_workers", "pool")
-DEFAULTS: dict[str, Any] = {"scheduler": "threads", "num_workers": None, "pool": None}
-ENV_VARS = {"scheduler": "LAZYCELL_SCHEDULER", "num_workers": "LAZYCELL_NUM_WORKERS"}
-FILE_KEYS = ("scheduler", "num_workers")
+SETTINGS = ("scheduler", "num_workers", "pool", "advisor")
+DEFAULTS: dict[str, Any] = {
+    "scheduler": "threads",
+    "num_workers": None,
+    "pool": None,
+    # the scheduler advisor's one-line hint after a compute (diagnostics/advisor.py)
+    "advisor": True,
+}
+ENV_VARS = {
+    "scheduler": "LAZYCELL_SCHEDULER",
+    "num_workers": "LAZYCELL_NUM_WORKERS",
+    "advisor": "LAZYCELL_ADVISOR",
+}
+FILE_KEYS = ("scheduler", "num_workers", "advisor")
 
 _set_values: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -134,6 +144,13 @@ def validate(name: str, value: Any, source: str) -> Any:
             f"pool from {source} must be a concurrent.futures.Executor "
             f"(e.g. ThreadPoolExecutor(4)), not {type(value).__name__}"
         )
+    if name == "advisor":
+        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+        if isinstance(value, str) and value.strip().lower() in words:
+            return words[value.strip().lower()]
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"advisor {value!r} from {source} must be true or false (or 1 / 0)")
     raise ConfigError(f"unknown setting {name!r}; known settings are {', '.join(SETTINGS)}")
 
 

@@ -3,6 +3,11 @@
 ::
 
     [########################################] | 100% Completed | 11400/11400 tasks | 1.2s
+    hint: 'fib' holds the GIL (...) — --scheduler processes would take ≈ 1.1 s instead of 2.1 s
+
+The hint line is the scheduler advisor's (``diagnostics/advisor.py``), printed
+after the bar ends when another scheduler would clearly do better; config
+``advisor = False`` (or ``ProgressBar(advise=False)``) leaves it out.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import sys
 import time
 from typing import TextIO
 
+from lazycell.diagnostics import advisor
 from lazycell.diagnostics.compute_state import ComputeState, ComputeTracker
 
 
@@ -23,7 +29,8 @@ class ProgressBar:
 
     ``minimum`` hides the bar for computes shorter than that many seconds;
     ``width`` is the bar's width in characters; ``dt`` the least time between
-    redraws (they come with the event stream's deliveries, a few a second).
+    redraws (they come with the event stream's deliveries, a few a second);
+    ``advise``: print the advisor's hint after a compute that has one.
 
     It reads the same fold of the event stream as the notebook panel
     (:class:`~lazycell.diagnostics.compute_state.ComputeTracker`, keeping no
@@ -32,9 +39,15 @@ class ProgressBar:
     """
 
     def __init__(
-        self, minimum: float = 0.0, width: int = 40, dt: float = 0.1, out: TextIO | None = None
+        self,
+        minimum: float = 0.0,
+        width: int = 40,
+        dt: float = 0.1,
+        out: TextIO | None = None,
+        advise: bool = True,
     ):
         self.minimum = minimum
+        self.advise = advise
         self.width = width
         self.dt = dt
         self.out = out
@@ -43,6 +56,7 @@ class ProgressBar:
         self._drawn_at: dict[int, float] = {}  # compute id -> when last drawn (perf clock)
         self._shown: set[int] = set()
         self.last_line = ""
+        self.last_hint: str | None = None
 
     # -- event side (the delivering thread, see lazycell.events.bus; the computing
     #    thread at the end)
@@ -89,9 +103,17 @@ class ProgressBar:
         stream.flush()
         self._shown.add(state.compute_id)
         self.last_line = line
+        if final and self.advise:
+            hint = advisor.hint_for(state)
+            if hint:
+                stream.write(f"hint: {hint}\n")
+                stream.flush()
+                self.last_hint = hint
 
     # -- context manager
     def __enter__(self) -> ProgressBar:
+        if self.advise:
+            advisor.start()  # before the tracker: it folds each batch first
         self.tracker.start()
         return self
 

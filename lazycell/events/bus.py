@@ -103,8 +103,11 @@ class EventBus:
         self._ids = itertools.count(1)
 
     # -- listeners
-    def subscribe(self, listener, raw: bool = False) -> Subscription:
+    def subscribe(self, listener, raw: bool = False, first: bool = False) -> Subscription:
         """``listener(events)``; with ``raw=True``, ``listener(recorder, batch)``.
+
+        ``first=True`` puts a raw listener before those already there: one that
+        other views ask about a batch (the advisor) folds it before they see it.
 
         ``batch`` is a :class:`RawBatch`. Its ``items`` are tuples ``("s", key,
         worker, time)``, ``("f", key, worker, start, stop, nbytes)``, ``("e",
@@ -115,7 +118,11 @@ class EventBus:
         an empty batch when nothing new was recorded (a clock tick).
         """
         with self._lock:
-            (self._raw_listeners if raw else self._listeners).append(listener)
+            listeners = self._raw_listeners if raw else self._listeners
+            if first:
+                listeners.insert(0, listener)
+            else:
+                listeners.append(listener)
         return Subscription(self, listener)
 
     def _remove(self, listener) -> None:
@@ -134,14 +141,18 @@ class EventBus:
 
     # -- computes
     def start_compute(
-        self, keys, scheduler: str, n_workers: int, group_of=None
+        self, keys, scheduler: str, n_workers: int, group_of=None, graph=None
     ) -> ComputeRecorder | None:
-        """Announce a compute of ``keys``; returns its recorder, or None if no one listens."""
+        """Announce a compute of ``keys``; returns its recorder, or None if no one listens.
+
+        ``graph`` (key -> TaskSpec), if given, is kept on the recorder while the
+        compute is recorded, for listeners that look at which task took what.
+        """
         if not self.listening:
             return None
         groups_of = group_keys(keys, group_of or key_group)
         groups = dict(Counter(groups_of.values()))  # in order of first appearance
-        recorder = ComputeRecorder(next(self._ids), groups_of, self)
+        recorder = ComputeRecorder(next(self._ids), groups_of, self, graph)
         recorder.buffer.append(
             (
                 "event",
@@ -165,6 +176,7 @@ class EventBus:
         """Deliver the rest of a compute's events, then its ComputeFinished, synchronously."""
         if recorder is None:
             return
+        recorder.cpu_at_end = time.process_time()
         with self._delivery_lock:
             batch = recorder._take_batch()
             finished = ComputeFinished(recorder.compute_id, time.time(), status, recorder.n_done)
@@ -175,15 +187,17 @@ class EventBus:
                 if recorder in self._recorders:
                     self._recorders.remove(recorder)
             self._deliver(recorder, batch)
+            recorder.graph = None  # the results it could reach are the caller's now
 
     @contextmanager
-    def recording(self, keys, scheduler: str, n_workers: int):
+    def recording(self, keys, scheduler: str, n_workers: int, graph=None):
         """``with BUS.recording(order, name, n) as recorder:`` around one compute.
 
         Yields the recorder (None when no one listens) and always closes the
         compute with status "ok", "error" or "cancelled" (KeyboardInterrupt).
+        ``graph``: see :meth:`start_compute`.
         """
-        recorder = self.start_compute(keys, scheduler, n_workers)
+        recorder = self.start_compute(keys, scheduler, n_workers, graph=graph)
         status = "error"
         try:
             yield recorder

@@ -5,7 +5,8 @@
   which append a plain tuple to ``buffer``. A scheduler that runs tasks on
   threads of its own asks for a ``WorkerLane`` per thread instead
   (``recorder.lane(worker)``).
-- ``WorkerLane``: one thread's tasks as columns (see the class).
+- ``WorkerLane``: one thread's tasks as columns (see the class), and the
+  CPU time of a sample of them (:func:`is_sampled`, for the advisor).
 - ``RawBatch``: what one delivery took: the buffer's tuples, each lane's
   finished rows, the lanes' running tasks, and the ComputeFinished at the end.
 
@@ -16,8 +17,9 @@ recorder only appends, so recording a task costs a list append or two.
 from __future__ import annotations
 
 import sys
+import threading
 from itertools import repeat
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import TYPE_CHECKING, NamedTuple
 
 from lazycell.events.failure import message_of
@@ -86,6 +88,35 @@ class RawBatch(NamedTuple):
 # The size a lane records for a task that failed: the reader drops the row.
 ERRED_ROW = -1
 
+# Which of a lane's tasks also get their thread CPU time measured (see is_sampled):
+# the first SAMPLE_FIRST, then one in SAMPLE_EVERY (a power of two).
+SAMPLE_FIRST = 8
+SAMPLE_EVERY = 16
+
+
+def runqueue_wait(thread_id: int) -> float | None:
+    """Seconds thread ``thread_id`` of this process has waited for a CPU, or None.
+
+    Linux's ``schedstat`` (run time, runqueue wait, timeslices, in ns): a few
+    microseconds to read, once per lane at its start and once at the end.
+    """
+    try:
+        with open(f"/proc/self/task/{thread_id}/schedstat", "rb") as file:
+            return int(file.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def is_sampled(index: int) -> bool:
+    """Whether a lane's ``index``-th task (from 0) gets its CPU time measured.
+
+    ``time.thread_time()`` is a system call (about 0.3 µs, twice per task):
+    measuring every one of 10,000 tiny tasks would show in the overhead
+    benchmarks, and a sample says as much about a task group. Schedulers
+    inline this test in their loops (``n < SAMPLE_FIRST or not n & (SAMPLE_EVERY - 1)``).
+    """
+    return index < SAMPLE_FIRST or not index & (SAMPLE_EVERY - 1)
+
 
 class WorkerLane:
     """One worker thread's record of its tasks, as columns; only that thread writes it.
@@ -96,9 +127,22 @@ class WorkerLane:
     row without a stop is the task running now. A task that fails ends its row
     with ``ERRED_ROW`` for a size (:meth:`ComputeRecorder.lane_task_erred`):
     only appends, so the reader never races the writer.
+
+    ``cpu_samples``: ``(key, thread CPU seconds, wall seconds)`` of the tasks
+    :func:`is_sampled` picks, appended as each ends; never taken by a batch
+    (the advisor reads them once the compute has ended).
     """
 
-    __slots__ = ("worker", "keys", "starts", "stops", "nbytes")
+    __slots__ = (
+        "worker",
+        "keys",
+        "starts",
+        "stops",
+        "nbytes",
+        "cpu_samples",
+        "thread_id",
+        "runqueue_at_start",
+    )
 
     def __init__(self, worker: str):
         self.worker = worker
@@ -106,6 +150,12 @@ class WorkerLane:
         self.starts: list = []
         self.stops: list = []
         self.nbytes: list = []
+        self.cpu_samples: list = []
+        # The thread that writes the lane, and the seconds it had waited for a CPU
+        # when the lane began (runqueue_wait): the advisor tells time lost to other
+        # programs from time lost to the GIL.
+        self.thread_id = threading.get_native_id()
+        self.runqueue_at_start = runqueue_wait(self.thread_id)
 
     def writers(self) -> tuple:
         """``(keys.append, starts.append, stops.append, nbytes.append)`` for the hot loop.
@@ -153,11 +203,14 @@ class ComputeRecorder:
         "closed",
         "lanes",
         "deliver_at",
+        "graph",
+        "cpu_at_start",
+        "cpu_at_end",
         "_bus",
         "_announced",
     )
 
-    def __init__(self, compute_id: int, groups_of: dict, bus: EventBus):
+    def __init__(self, compute_id: int, groups_of: dict, bus: EventBus, graph=None):
         self.compute_id = compute_id
         self.buffer: list = []
         self.groups_of = groups_of  # key -> group name
@@ -168,6 +221,12 @@ class ComputeRecorder:
         # perf_counter time of the next delivery: a lane's thread that ends a task
         # after it calls deliver() (see EventBus, "Who delivers").
         self.deliver_at = perf_counter() + bus.interval
+        # The graph (key -> TaskSpec) when the scheduler gave it: the advisor reads
+        # which results each task took. Held only while the compute is recorded.
+        self.graph = graph
+        # This process's CPU seconds (all threads) at the start and the end.
+        self.cpu_at_start = process_time()
+        self.cpu_at_end: float | None = None
         self._bus = bus
         self._announced: set = set()  # lane tasks already given a TaskStarted event
 

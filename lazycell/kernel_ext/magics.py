@@ -34,6 +34,7 @@ from IPython.core.magic import (
 )
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from lazycell.diagnostics import advisor
 from lazycell.kernel_ext.cell_code import CellCode
 from lazycell.kernel_ext.debugging import breakpoint_opens_pdb
 from lazycell.kernel_ext.scheduler_choice import (
@@ -87,6 +88,7 @@ class LazycellMagics(Magics):
     def __init__(self, shell, extension):
         super().__init__(shell)
         self.extension = extension
+        advisor.start()  # measure every compute, for hints, --advise and --scheduler auto
 
     @magic_arguments()
     @argument(
@@ -179,6 +181,11 @@ class LazycellMagics(Magics):
     @magic_arguments()
     @argument("name", nargs="?", metavar="NAME", help="sync, threads, processes, ...")
     @argument("--list", action="store_true", help="the schedulers, and when to use each")
+    @argument(
+        "--advise",
+        action="store_true",
+        help="where the last compute would run best, with the measurements and estimates",
+    )
     @SCHEDULER_OPTIONS
     @no_var_expand
     @line_magic
@@ -189,18 +196,27 @@ class LazycellMagics(Magics):
         ``%scheduler NAME [--workers N]`` sets it for the rest of the session
         (like ``lc.config.set(scheduler=NAME, num_workers=N)``; settings not
         given go back to their defaults); ``%scheduler --list`` says which
-        scheduler fits which work.
+        scheduler fits which work; ``%scheduler --advise`` prints the
+        advisor's reasoning for the last compute (per task group: time,
+        CPU/wall, bytes in and out, the estimate on each scheduler).
+        ``%scheduler auto`` lets lazycell pick from those measurements.
 
         Examples::
 
             %scheduler processes --workers 4
             %scheduler --list
+            %scheduler --advise
         """
         args = parse_options(self.scheduler, line, "%scheduler")
         scheduler_options = any(
             value is not None
             for value in (args.workers, args.threads_per_worker, args.memory_limit)
         )
+        if args.advise:
+            if args.list or args.name is not None or scheduler_options:
+                raise UsageError("%scheduler --advise takes no other argument")
+            print(advisor.advise_text())
+            return
         if args.list:
             if args.name is not None or scheduler_options:
                 raise UsageError("%scheduler --list takes no other argument")

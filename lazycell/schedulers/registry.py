@@ -14,6 +14,11 @@ lazy maker imports them only when first used::
 
     register_scheduler("distributed", make_cluster_scheduler,
                        aliases=("cluster",), when_to_use="...")
+
+``"auto"`` is registered here too: an :class:`AutoScheduler` asks the chooser
+a higher layer plugged in (:func:`set_auto_chooser`; the advisor, from what
+earlier computes of the same task groups measured) which local scheduler to
+run each graph on, and runs it there; with no chooser, on threads.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import threading
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from lazycell.graph.spec import TaskSpec
 from lazycell.schedulers.sync import SyncScheduler
@@ -178,5 +183,84 @@ register_scheduler(
     _make_processes,
     aliases=("multiprocessing",),
     when_to_use="pure-Python CPU work that holds the GIL; inputs and results are pickled",
+    takes_workers=True,
+)
+
+
+# ------------------------------------------------------------------ "auto"
+
+
+class AutoChoice(NamedTuple):
+    """Where ``scheduler="auto"`` ran a graph, and why (one line)."""
+
+    scheduler: str  # a canonical name: "sync", "threads" or "processes"
+    reason: str
+
+
+# ``choose(graph, outputs, num_workers) -> AutoChoice``, plugged in from above.
+AutoChooser = Callable[[Mapping[Hashable, TaskSpec], list, "int | None"], AutoChoice]
+_auto_chooser: list[AutoChooser] = []
+_last_auto_choice: list[AutoChoice] = []
+
+
+def set_auto_chooser(choose: AutoChooser | None) -> None:
+    """Let ``choose`` pick the scheduler of every ``scheduler="auto"`` compute (None: threads)."""
+    with _lock:
+        _auto_chooser[:] = [] if choose is None else [choose]
+
+
+def last_auto_choice() -> AutoChoice | None:
+    """The choice of the last ``scheduler="auto"`` compute, or None before the first."""
+    with _lock:
+        return _last_auto_choice[0] if _last_auto_choice else None
+
+
+class AutoScheduler:
+    """Runs each graph where the chooser (see :func:`set_auto_chooser`) says; else on threads.
+
+    The choice is made per compute, before it starts: work is not moved
+    between schedulers while a compute runs.
+    """
+
+    name = "auto"
+
+    def __init__(self, num_workers: int | None = None, pool: Executor | None = None):
+        self.num_workers = num_workers
+        self.pool = pool
+        self.n_workers = num_workers or _make_threads(num_workers, pool).n_workers
+
+    def __repr__(self) -> str:
+        return f"AutoScheduler(num_workers={self.num_workers})"
+
+    def choose(self, graph: Mapping[Hashable, TaskSpec], outputs: list) -> AutoChoice:
+        with _lock:
+            choose = _auto_chooser[0] if _auto_chooser else None
+        if choose is None:
+            return AutoChoice("threads", "no advisor to ask: threads, the default")
+        return choose(graph, outputs, self.num_workers)
+
+    def run(
+        self,
+        graph: Mapping[Hashable, TaskSpec],
+        outputs: list,
+        *,
+        rerun_exceptions_locally: bool = False,
+    ) -> dict:
+        choice = self.choose(graph, outputs)
+        with _lock:
+            _last_auto_choice[:] = [choice]
+        entry = scheduler_entry(choice.scheduler)
+        delegate = entry.make(
+            self.num_workers if entry.takes_workers else None,
+            self.pool if entry.name == "threads" else None,
+        )
+        return delegate.run(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
+
+
+register_scheduler(
+    "auto",
+    AutoScheduler,
+    when_to_use="let lazycell pick sync, threads or processes from what earlier computes "
+    "of the same functions measured (threads until something was measured)",
     takes_workers=True,
 )

@@ -9,9 +9,10 @@ propagate from the user's function through this loop unchanged, so
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from time import perf_counter
+from time import perf_counter, thread_time
 
 from lazycell.events import BUS, estimate_nbytes
+from lazycell.events.recording import SAMPLE_EVERY, SAMPLE_FIRST
 from lazycell.graph.spec import CALL, Ref, TaskSpec, run_task
 from lazycell.schedulers.core import order_and_count_dependents
 from lazycell.schedulers.errors import annotate_task_error, make_rerun
@@ -36,7 +37,7 @@ class SyncScheduler:
         rerun_exceptions_locally: bool = False,
     ) -> dict:
         order, n_dependents = order_and_count_dependents(graph, outputs)
-        with BUS.recording(order, self.name, 1) as recorder:
+        with BUS.recording(order, self.name, 1, graph) as recorder:
             return run_in_order(graph, order, outputs, n_dependents, recorder)
 
 
@@ -51,15 +52,24 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
     data: dict = {}
     key = spec = None
     lane = None
+    n_run = 0
+    every = SAMPLE_EVERY - 1
     if recorder is not None:  # see events.WorkerLane: appends, no tuple per task
         lane = recorder.lane(WORKER_NAME)
         record_key, record_start, record_stop, record_nbytes = lane.writers()
+        record_cpu = lane.cpu_samples.append
     try:
         for key in order:
             spec = graph[key]
             if lane is not None:
                 record_key(key)
-                record_start(perf_counter())
+                # A sample of tasks also has its CPU time measured (events.is_sampled).
+                sampled = n_run < SAMPLE_FIRST or not n_run & every
+                n_run += 1
+                if sampled:
+                    cpu_start = thread_time()
+                start = perf_counter()
+                record_start(start)
             # The CALL kind is inlined: it is nearly every task, and a call
             # through run_task would cost a fifth of the per-task budget.
             if spec.kind == CALL:
@@ -76,6 +86,8 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
             data[key] = result
             if lane is not None:
                 stop = perf_counter()
+                if sampled:
+                    record_cpu((key, thread_time() - cpu_start, stop - start))
                 record_stop(stop)
                 record_nbytes(estimate_nbytes(result))
                 if stop >= recorder.deliver_at:

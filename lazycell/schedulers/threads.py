@@ -43,9 +43,10 @@ import queue
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Executor
-from time import perf_counter
+from time import perf_counter, thread_time
 
 from lazycell.events import BUS, estimate_nbytes
+from lazycell.events.recording import SAMPLE_EVERY, SAMPLE_FIRST
 from lazycell.graph.spec import TaskSpec, run_task
 from lazycell.schedulers.core import GraphRun, order_and_count_dependents, order_graph
 from lazycell.schedulers.errors import annotate_task_error, make_rerun, rerun_locally_and_raise
@@ -199,11 +200,14 @@ class ThreadRun:
         data = state.data
         ready = state.ready
         lane = None
+        n_run = 0
+        every = SAMPLE_EVERY - 1
         if self.recorder is not None:
             # Columns of this thread's own (see events.WorkerLane): appends, no tuples.
             recorder = self.recorder
             lane = recorder.lane(worker)
             record_key, record_start, record_stop, record_nbytes = lane.writers()
+            record_cpu = lane.cpu_samples.append
         lock = self.lock
         lock.acquire()
         try:
@@ -223,10 +227,18 @@ class ThreadRun:
                 try:
                     if lane is not None:
                         record_key(key)
-                        record_start(perf_counter())
+                        # A sample also has its CPU time measured (events.is_sampled).
+                        sampled = n_run < SAMPLE_FIRST or not n_run & every
+                        n_run += 1
+                        if sampled:
+                            cpu_start = thread_time()
+                        start = perf_counter()
+                        record_start(start)
                     result = run_task(spec, data)
                     if lane is not None:
                         stop = perf_counter()
+                        if sampled:
+                            record_cpu((key, thread_time() - cpu_start, stop - start))
                         record_stop(stop)
                         record_nbytes(estimate_nbytes(result))
                 except BaseException as exc:
@@ -296,7 +308,7 @@ class ThreadsScheduler:
                 graph, order, outputs, n_dependents, None, "threads (nested, in-thread)"
             )
         order = order_graph(graph, outputs)
-        with BUS.recording(order, self.name, self.n_workers) as recorder:
+        with BUS.recording(order, self.name, self.n_workers, graph) as recorder:
             if self.pool is not None:
                 run = self._run_on(_submit_to(self.pool), graph, order, outputs, recorder)
             else:

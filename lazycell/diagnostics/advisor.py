@@ -1,0 +1,831 @@
+"""The scheduler advisor: measure every compute, say with numbers where it would run best.
+
+::
+
+    worker threads (hot path)                 delivering thread / computing thread (last batch)
+    ─────────────────────────                 ─────────────────────────────────────────────────
+    lane columns: key, start, stop, nbytes ─► Advisor.on_raw: fold per task group
+    a sample of tasks (events.is_sampled):       (tasks, task seconds, span, bytes out)
+      thread CPU seconds, wall seconds        compute ends: read the lanes' CPU samples, the
+    recorder: process CPU at start / end        process CPU, the inputs each task took (graph)
+                                                 ├─► ComputeMeasure (the last few kept)
+                                                 └─► TaskProfile per group, for later computes
+
+    advice_for(measure) ─► Advice: per group CPU/wall, what it waits for, bytes in and
+                           out, an estimate on sync / threads / processes (/ the open
+                           cluster), the pick, and a one-line ``hint`` when another
+                           scheduler would clearly do better
+    choose_for_graph(graph) ─► scheduler="auto" (registry.set_auto_chooser)
+
+- ``GroupMeasure``: one task group in one compute, as measured.
+- ``ComputeMeasure``: one compute: where it ran, how long, the kernel process's
+  CPU over it, its groups.
+- ``TaskProfile``: what one task of a group costs, whatever scheduler ran it:
+  CPU seconds, seconds waiting on something else (I/O, sleep), the share of
+  its CPU that holds the GIL (known once it ran on two threads or more), and
+  bytes in and out. The newest measure of a group replaces its profile, but
+  keeps the GIL share an earlier compute measured if this one cannot tell.
+- ``Advisor``: the listener (``ADVISOR``). It listens from :meth:`Advisor.start`
+  on, which the text bar, the magics, ``scheduler="auto"`` and
+  :func:`advice_for_last_compute` call: a compute no one listens to is not
+  recorded at all (see ``lazycell.events``), so it cannot be measured.
+
+How the GIL shows. ``time.thread_time`` counts the CPU a thread used, not the
+time it waited for the GIL. On the threads scheduler, tasks that hold the GIL
+run one at a time however many threads there are: each task's CPU/wall is
+about 1/threads, and the group keeps about one core busy. Tasks that release
+it (NumPy ufuncs) keep CPU/wall near 1 on every thread; tasks that wait on
+I/O have CPU/wall near 0. On the sync scheduler only one task runs at a
+time, so whether a group holds the GIL cannot be told from it: the advice
+says so and assumes it does.
+
+The estimates (see :func:`estimate_seconds`) come from those measured numbers
+and the core count; the constants they add (per-task overhead of each
+scheduler, the speed of pickling to a worker process) were measured by
+``benchmarks/bench_advisor.py`` and are printed with every advice.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from itertools import repeat
+from math import fsum, inf
+from operator import sub
+
+from lazycell import config
+from lazycell.diagnostics.compute_state import plural
+from lazycell.events import BUS, group_keys
+from lazycell.events.recording import runqueue_wait
+from lazycell.graph.spec import TaskSpec, key_group
+from lazycell.schedulers.registry import (
+    AutoChoice,
+    last_auto_choice,
+    scheduler_entry,
+    set_auto_chooser,
+)
+
+# Per-task cost of each scheduler besides the task itself, seconds (recording on):
+# measured by benchmarks/bench_advisor.py's tiny tasks on a 2-core machine.
+OVERHEAD = {"sync": 5e-6, "threads": 12e-6, "processes": 25e-6, "distributed": 100e-6}
+# Bytes per second a processes worker's inputs and results travel (pickle, socket,
+# unpickle), each way.
+PROCESS_BYTES_PER_SECOND = 1.0e9
+# Between a local cluster's workers results stay put; what moves travels at about this.
+CLUSTER_BYTES_PER_SECOND = 1.5e9
+# Starting the worker processes of a processes pool for the first time in a session.
+PROCESS_START_SECONDS = 0.4
+# Only computes at least this long get a hint; shorter ones are not worth a word.
+HINT_AFTER_SECONDS = 0.5
+# A hint only when another scheduler would be at least this many times faster.
+HINT_SPEEDUP = 1.5
+# The pick stays the current scheduler unless another is this much faster (noise).
+PICK_MARGIN = 1.1
+# scheduler="auto" leaves threads only when another scheduler is this much faster.
+AUTO_MARGIN = 1.15
+# A compute's per-task scheduling costs more than the work below this task length.
+TINY_TASK_SECONDS = 50e-6
+# A GIL share at least this high is read as holding the GIL throughout.
+GIL_BOUND = 0.7
+# How many computes' measures are kept.
+KEEP_COMPUTES = 20
+# Graphs above this many tasks skip counting each task's input bytes at the end.
+MAX_TASKS_FOR_INPUT_BYTES = 50_000
+
+LOCAL_SCHEDULERS = ("sync", "threads", "processes")
+
+
+def core_count() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# ------------------------------------------------------------------ what was measured
+
+
+@dataclass
+class GroupMeasure:
+    """One task group in one compute, as measured (seconds on the perf_counter clock)."""
+
+    name: str
+    n_tasks: int = 0  # finished
+    task_seconds: float = 0.0  # summed wall time of its finished tasks
+    first_start: float = inf
+    last_stop: float = -inf
+    nbytes_out: int = 0  # summed size of its results
+    nbytes_in: int | None = None  # summed size of the results its tasks took; None: unknown
+    n_sampled: int = 0  # tasks whose thread CPU time was measured
+    sampled_cpu: float = 0.0
+    sampled_wall: float = 0.0
+    # of sampled_wall, seconds the threads waited for a CPU other programs held
+    sampled_runqueue: float = 0.0
+    # tasks per dependency level of the graph: how many could run at once; None: unknown
+    parallelism: float | None = None
+
+    @property
+    def span(self) -> float:
+        """Wall seconds from its first task's start to its last task's end."""
+        return max(self.last_stop - self.first_start, 0.0)
+
+    @property
+    def mean_task_seconds(self) -> float:
+        return self.task_seconds / self.n_tasks if self.n_tasks else 0.0
+
+    @property
+    def cpu_per_wall(self) -> float | None:
+        """CPU / wall of its sampled tasks; None when none was sampled (processes).
+
+        The wall leaves out the time the threads waited for a CPU that other
+        programs held (Linux's runqueue wait), which says nothing of the work.
+        """
+        wall = self.sampled_wall - self.sampled_runqueue
+        if not self.n_sampled or wall <= 0:
+            return None
+        return min(self.sampled_cpu / wall, 1.0)
+
+    @property
+    def concurrency(self) -> float:
+        """How many of its tasks ran at once, on average."""
+        return self.task_seconds / self.span if self.span > 0 else 1.0
+
+    @property
+    def cores_busy(self) -> float | None:
+        """Cores its tasks kept busy on average (CPU/wall × tasks at once)."""
+        ratio = self.cpu_per_wall
+        return None if ratio is None else ratio * self.concurrency
+
+
+@dataclass
+class ComputeMeasure:
+    """One compute, as measured."""
+
+    compute_id: int
+    scheduler: str
+    n_workers: int
+    n_tasks: int
+    started: float  # time.time clock
+    elapsed: float = 0.0
+    process_cpu: float | None = None  # CPU seconds of the kernel process over the compute
+    status: str = "running"
+    groups: dict[str, GroupMeasure] = field(default_factory=dict)
+    # group -> its TaskProfile from this measure and what earlier ones knew
+    profiles: dict[str, TaskProfile] = field(default_factory=dict)
+    lane_seconds: dict[str, float] = field(default_factory=dict)  # worker -> task seconds
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+
+@dataclass
+class TaskProfile:
+    """What one task of a group costs (see the module docstring)."""
+
+    group: str
+    cpu: float  # CPU seconds per task
+    wait: float  # seconds per task neither on a CPU nor waiting for the GIL
+    gil_share: float | None  # share of its CPU that holds the GIL; None: not known
+    bytes_in: float
+    bytes_out: float
+    measured_on: str  # the scheduler of the compute it comes from
+    cpu_source: str  # where its CPU share comes from
+    parallelism: float  # how many of its tasks the graph lets run at once
+
+
+def profile_of(group: GroupMeasure, scheduler: str, earlier: TaskProfile | None) -> TaskProfile:
+    """A group's profile from one measure (and what an earlier one knew that this cannot)."""
+    wall = group.mean_task_seconds
+    ratio = group.cpu_per_wall
+    gil = earlier.gil_share if earlier is not None else None
+    parallelism = group.parallelism
+    if parallelism is None:
+        parallelism = earlier.parallelism if earlier is not None else float(group.n_tasks or 1)
+    if ratio is None:  # processes: no thread CPU from the workers
+        if earlier is not None and earlier.cpu + earlier.wait > 0:
+            ratio = earlier.cpu / (earlier.cpu + earlier.wait)
+            source = earlier.cpu_source
+        else:
+            ratio = 1.0
+            source = "assumed all CPU (no CPU sample from worker processes)"
+        cpu = wall * ratio
+        wait = wall - cpu
+    else:
+        source = f"time.thread_time on {scheduler}"
+        # Time spent waiting for a CPU other programs held is not the task's.
+        wall = max(wall * (1 - group.sampled_runqueue / group.sampled_wall), 0.0)
+        cpu = wall * ratio
+        wait = max(wall - cpu, 0.0)
+        concurrency = group.concurrency
+        if scheduler == "threads" and ratio >= 0.3 and group.n_tasks >= 4:
+            cores = max(ratio * concurrency, 1e-9)
+            if concurrency >= 1.3:
+                # CPU-bound on several threads: the cores kept busy tell the GIL's share.
+                gil = min(1.0, max(1.0 / cores, 1.0 / concurrency))
+                # Handing the GIL over costs the waiting thread a wait for a CPU too
+                # (left out above), so a GIL-bound group reads 0.75-0.85 on a busy
+                # machine; GIL-releasing NumPy reads 0.5-0.6.
+                if gil >= GIL_BOUND:
+                    gil = 1.0
+                if cores < 1.3 and ratio < 0.8:  # the waiting was for the GIL, not I/O
+                    wait = 0.0
+            elif parallelism >= 2 and ratio >= 0.8:
+                # Tasks the graph let run together ran one at a time, each all CPU:
+                # the GIL passed them along (tasks shorter than its switch interval).
+                gil = 1.0
+    n = group.n_tasks or 1
+    bytes_out = group.nbytes_out / n
+    bytes_in = group.nbytes_in / n if group.nbytes_in is not None else bytes_out
+    return TaskProfile(
+        group.name, cpu, wait, gil, bytes_in, bytes_out, scheduler, source, parallelism
+    )
+
+
+# ------------------------------------------------------------------ the estimates
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What an estimate assumes about the machine and the schedulers."""
+
+    cores: int
+    workers: dict[str, int]  # scheduler -> workers it would run with
+    processes_warm: bool  # a processes pool already ran in this session
+    cluster_open: bool
+
+
+def estimate_seconds(profile: TaskProfile, n_tasks: int, scheduler: str, setting: Setting) -> float:
+    """Seconds ``n_tasks`` tasks of ``profile`` would take on ``scheduler``.
+
+    sync: one after the other. threads (k): the GIL's share of the CPU runs
+    one at a time, the rest spreads over min(k, cores); waiting spreads over
+    k. processes and the cluster: CPU over min(k, cores), waiting over k, plus
+    moving each task's inputs and results. Each adds its per-task overhead.
+    """
+    n = n_tasks
+    cpu, wait = profile.cpu, profile.wait
+    k = max(min(setting.workers.get(scheduler, setting.cores), profile.parallelism), 1)
+    cores = max(min(k, setting.cores), 1)
+    overhead = n * OVERHEAD.get(scheduler, OVERHEAD["processes"])
+    if scheduler == "sync":
+        return n * (cpu + wait) + overhead
+    if scheduler == "threads":
+        gil = 1.0 if profile.gil_share is None else profile.gil_share
+        return max(gil * n * cpu, n * cpu / cores, n * (cpu + wait) / k) + overhead
+    moved = n * (profile.bytes_in + profile.bytes_out)
+    if scheduler == "distributed":
+        transfer = n * profile.bytes_in / 2 / CLUSTER_BYTES_PER_SECOND  # half stay put
+    else:
+        transfer = moved / PROCESS_BYTES_PER_SECOND
+    return max(n * cpu / cores, n * (cpu + wait) / k) + overhead + transfer
+
+
+def candidate_schedulers(setting: Setting) -> list[str]:
+    return [*LOCAL_SCHEDULERS, *(["distributed"] if setting.cluster_open else [])]
+
+
+def estimate_graph(
+    counts: Mapping[str, int], profiles: Mapping[str, TaskProfile], setting: Setting
+) -> dict[str, float]:
+    """Seconds on each candidate scheduler for ``counts`` tasks per group, run one after another."""
+    totals = {}
+    for scheduler in candidate_schedulers(setting):
+        total = fsum(
+            estimate_seconds(profiles[name], n, scheduler, setting)
+            for name, n in counts.items()
+            if name in profiles
+        )
+        if scheduler == "processes" and not setting.processes_warm:
+            total += PROCESS_START_SECONDS
+        totals[scheduler] = total
+    return totals
+
+
+# ------------------------------------------------------------------ the advice
+
+
+@dataclass
+class GroupAdvice:
+    measure: GroupMeasure
+    profile: TaskProfile
+    kind: str  # "holds the GIL", "releases the GIL", "waits (I/O)", "tiny tasks", "CPU"
+    estimates: dict[str, float]
+
+
+@dataclass
+class Advice:
+    """The advisor's reading of one compute. ``str(advice)`` is the whole reasoning.
+
+    ``pick``: the scheduler it would run this compute on; ``estimates``: seconds
+    on each; ``hint``: one line when another scheduler would clearly do better
+    (at least ``HINT_SPEEDUP`` times faster, on a compute of at least
+    ``HINT_AFTER_SECONDS``), else None.
+    """
+
+    measure: ComputeMeasure
+    groups: list[GroupAdvice]
+    estimates: dict[str, float]
+    pick: str
+    hint: str | None
+    notes: list[str]
+    setting: Setting
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster the pick is than where the compute ran (estimated)."""
+        current = self.estimates.get(self.measure.scheduler)
+        best = self.estimates.get(self.pick)
+        if not current or not best:
+            return 1.0
+        return current / best
+
+    def __str__(self) -> str:
+        m = self.measure
+        lines = [
+            f"Compute {m.compute_id} on {m.scheduler} ({plural(m.n_workers, 'worker')}): "
+            f"{plural(m.n_tasks, 'task')} in "
+            f"{seconds_text(m.elapsed)}" + ("" if m.status == "ok" else f" ({m.status})")
+        ]
+        if m.process_cpu is not None and m.elapsed > 0:
+            lines.append(
+                f"  this process used {seconds_text(m.process_cpu)} of CPU: "
+                f"{m.process_cpu / m.elapsed:.2f} cores busy of {self.setting.cores}"
+            )
+        for group in self.groups:
+            lines += ["", *group_lines(group, m.scheduler)]
+        lines.append("")
+        lines.append("Estimated for the whole compute: " + estimates_text(self.estimates, m))
+        if self.pick == m.scheduler:
+            lines.append(f"Pick: {self.pick} (where it ran; nothing is clearly faster)")
+        else:
+            lines.append(f"Pick: {self.pick}, ≈ {self.speedup:.1f}× faster than {m.scheduler}")
+        lines += [f"Note: {note}" for note in self.notes]
+        lines.append("Assumptions: " + assumptions_text(self.setting))
+        lines.append(f"hint: {self.hint}" if self.hint else "No hint: the choice was right.")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # IPython shows the reasoning
+        printer.text(str(self))
+
+
+def seconds_text(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms" if seconds < 0.1 else f"{seconds:.2f} s"
+    return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds:.2f} s"
+
+
+def bytes_text(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def estimates_text(estimates: dict[str, float], measure: ComputeMeasure) -> str:
+    parts = []
+    for name, seconds in estimates.items():
+        text = f"{name} ≈ {seconds_text(seconds)}"
+        if name == measure.scheduler:
+            text += f" (measured {seconds_text(measure.elapsed)})"
+        parts.append(text)
+    return " · ".join(parts)
+
+
+def group_lines(group: GroupAdvice, scheduler: str) -> list[str]:
+    g, p = group.measure, group.profile
+    lines = [
+        f"Task group {g.name!r}: {plural(g.n_tasks, 'task')}, "
+        f"{seconds_text(g.mean_task_seconds)} each, "
+        f"{seconds_text(g.task_seconds)} of task time over {seconds_text(g.span)} "
+        f"({g.concurrency:.2f} running at once): {group.kind}"
+    ]
+    ratio = g.cpu_per_wall
+    if ratio is not None:
+        lines.append(
+            f"  CPU/wall {ratio:.2f} per task (time.thread_time of {g.n_sampled} of "
+            f"{g.n_tasks:,} tasks); {g.cores_busy:.2f} cores busy"
+            + (
+                f"; {g.sampled_runqueue / g.sampled_wall:.0%} of the time waiting for a CPU "
+                "other programs held, left out"
+                if g.sampled_runqueue > 0.05 * g.sampled_wall
+                else ""
+            )
+        )
+    else:
+        lines.append(f"  no CPU sample on {scheduler} (worker processes): {p.cpu_source}")
+    gil = "unknown (never ran on 2+ threads)" if p.gil_share is None else f"{p.gil_share:.2f}"
+    lines.append(
+        f"  per task: CPU {seconds_text(p.cpu)}, waiting {seconds_text(p.wait)}, GIL share "
+        f"{gil}; in {bytes_text(p.bytes_in)}, out {bytes_text(p.bytes_out)}"
+        + ("" if g.nbytes_in is not None else " (in: taken as out)")
+        + f"; up to {p.parallelism:.0f} at once"
+    )
+    lines.append(
+        "  estimate: " + " · ".join(f"{k} ≈ {seconds_text(v)}" for k, v in group.estimates.items())
+    )
+    return lines
+
+
+def assumptions_text(setting: Setting) -> str:
+    workers = ", ".join(f"{name} {n}" for name, n in setting.workers.items())
+    overhead = ", ".join(f"{name} {seconds * 1e6:.0f} µs" for name, seconds in OVERHEAD.items())
+    start = "" if setting.processes_warm else f", +{PROCESS_START_SECONDS} s to start processes"
+    return (
+        f"{setting.cores} cores; workers: {workers}; per-task overhead: {overhead}{start}; "
+        f"processes pickle inputs and results at {PROCESS_BYTES_PER_SECOND / 1e9:.1f} GB/s; "
+        "groups run one after another; on threads, waiting while about one core stays busy "
+        "is waiting for the GIL (benchmarks/bench_advisor.py checks these)"
+    )
+
+
+def kind_of(group: GroupMeasure, profile: TaskProfile, scheduler: str) -> str:
+    if profile.cpu + profile.wait < TINY_TASK_SECONDS:
+        return "tiny tasks"
+    if profile.wait > profile.cpu:
+        return "waits (I/O or sleep)"
+    if profile.gil_share is None:
+        return "CPU (whether it holds the GIL is unknown)"
+    return "holds the GIL" if profile.gil_share >= GIL_BOUND else "releases the GIL"
+
+
+# ------------------------------------------------------------------ the listener
+
+
+class Advisor:
+    """Measures each compute it hears and keeps what each task group cost (``ADVISOR``)."""
+
+    def __init__(self):
+        self.computes: deque[ComputeMeasure] = deque(maxlen=KEEP_COMPUTES)
+        self.profiles: dict[str, TaskProfile] = {}
+        self.lock = threading.Lock()
+        self._running: dict[int, ComputeMeasure] = {}
+        self._sizes: dict[int, dict] = {}  # compute id -> key -> result size
+        self._subscription = None
+        self.processes_ran = False
+
+    # -- listening
+    def start(self) -> Advisor:
+        """Listen to every compute from now on (idempotent)."""
+        with self.lock:
+            if self._subscription is None:
+                self._subscription = BUS.subscribe(self.on_raw, raw=True, first=True)
+        return self
+
+    def stop(self) -> None:
+        with self.lock:
+            if self._subscription is not None:
+                self._subscription.close()
+                self._subscription = None
+
+    @property
+    def listening(self) -> bool:
+        return self._subscription is not None
+
+    def forget(self) -> None:
+        """Drop every measure and profile (tests; a new session of work)."""
+        with self.lock:
+            self.computes.clear()
+            self.profiles.clear()
+            self.processes_ran = False
+
+    def on_raw(self, recorder, batch) -> None:
+        """The bus's raw delivery: fold one batch of one compute."""
+        compute_id = recorder.compute_id
+        submitted = batch.submitted
+        with self.lock:
+            measure = self._running.get(compute_id)
+            if submitted is not None:
+                measure = ComputeMeasure(
+                    compute_id,
+                    submitted.scheduler,
+                    submitted.n_workers,
+                    submitted.n_tasks,
+                    submitted.time,
+                    groups={name: GroupMeasure(name) for name in submitted.groups},
+                )
+                self._running[compute_id] = measure
+                if recorder.graph is not None and submitted.n_tasks <= MAX_TASKS_FOR_INPUT_BYTES:
+                    self._sizes[compute_id] = {}
+            if measure is None:  # began before we listened
+                return
+            sizes = self._sizes.get(compute_id)
+            groups_of = recorder.groups_of
+            for item in batch.items:
+                if item[0] == "f":
+                    _, key, _worker, start, stop, nbytes = item
+                    self._add_tasks(measure, groups_of.get(key, "?"), [start], [stop], [nbytes])
+                    if sizes is not None:
+                        sizes[key] = nbytes
+            for worker, keys, starts, stops, nbytes in batch.lanes:
+                measure.lane_seconds[worker] = measure.lane_seconds.get(worker, 0.0) + fsum(
+                    map(sub, stops, starts)
+                )
+                names = list(map(groups_of.get, keys, repeat("?")))
+                if names.count(names[0]) == len(names):
+                    self._add_tasks(measure, names[0], starts, stops, nbytes)
+                else:
+                    for name, start, stop, size in zip(names, starts, stops, nbytes):
+                        self._add_tasks(measure, name, [start], [stop], [size])
+                if sizes is not None:
+                    sizes.update(zip(keys, nbytes))
+            if batch.finished is not None:
+                self._finish(measure, recorder, batch.finished)
+
+    @staticmethod
+    def _add_tasks(measure: ComputeMeasure, name: str, starts, stops, nbytes) -> None:
+        group = measure.groups.get(name)
+        if group is None:
+            group = measure.groups[name] = GroupMeasure(name)
+        group.n_tasks += len(starts)
+        group.task_seconds += fsum(map(sub, stops, starts))
+        group.first_start = min(group.first_start, min(starts))
+        group.last_stop = max(group.last_stop, max(stops))
+        group.nbytes_out += sum(nbytes)
+
+    def _finish(self, measure: ComputeMeasure, recorder, finished) -> None:
+        """The compute ended (lock held): CPU samples, input bytes, profiles."""
+        del self._running[measure.compute_id]
+        sizes = self._sizes.pop(measure.compute_id, None)
+        measure.status = finished.status
+        measure.elapsed = max(finished.time - measure.started, 0.0)
+        if recorder.cpu_at_end is not None:
+            measure.process_cpu = recorder.cpu_at_end - recorder.cpu_at_start
+        groups_of = recorder.groups_of
+        for lane in list(recorder.lanes):
+            # The share of this lane's task time its thread waited for a CPU.
+            waited = 0.0
+            if lane.runqueue_at_start is not None:
+                now = runqueue_wait(lane.thread_id)
+                busy = measure.lane_seconds.get(lane.worker, 0.0)
+                if now is not None and busy > 0:
+                    waited = min(max(now - lane.runqueue_at_start, 0.0) / busy, 0.95)
+            for key, cpu, wall in list(lane.cpu_samples):
+                group = measure.groups.get(groups_of.get(key, "?"))
+                if group is not None:
+                    group.n_sampled += 1
+                    group.sampled_cpu += cpu
+                    group.sampled_wall += wall
+                    group.sampled_runqueue += wall * waited
+        graph = recorder.graph
+        if sizes is not None and graph is not None:
+            add_inputs_and_parallelism(measure, graph, sizes, groups_of)
+        measure.groups = {name: g for name, g in measure.groups.items() if g.n_tasks}
+        self.computes.append(measure)
+        if measure.scheduler == "processes":
+            self.processes_ran = True
+        measure.profiles = {
+            name: profile_of(group, measure.scheduler, self.profiles.get(name))
+            for name, group in measure.groups.items()
+        }
+        if measure.status == "ok" and measure.scheduler in (*LOCAL_SCHEDULERS, "distributed"):
+            self.profiles.update(measure.profiles)
+
+    # -- reading
+    def measure_of(self, compute_id: int) -> ComputeMeasure | None:
+        with self.lock:
+            for measure in self.computes:
+                if measure.compute_id == compute_id:
+                    return measure
+        return None
+
+    def setting(self, workers: int | None = None) -> Setting:
+        cores = core_count()
+        configured = config.get("num_workers")
+        threads = workers or configured or cores
+        return Setting(
+            cores=cores,
+            workers={"sync": 1, "threads": threads, "processes": workers or configured or cores},
+            processes_warm=self.processes_ran,
+            cluster_open=cluster_is_open(),
+        )
+
+    def advice_for(self, measure: ComputeMeasure) -> Advice:
+        """The advice for one measured compute (see :class:`Advice`)."""
+        setting = self.setting()
+        # Where it ran, with how many workers it had.
+        if measure.scheduler in setting.workers:
+            setting.workers[measure.scheduler] = measure.n_workers
+        groups = []
+        profiles = measure.profiles
+        for name, group in measure.groups.items():
+            profile = profiles[name]
+            estimates = {
+                s: estimate_seconds(profile, group.n_tasks, s, setting)
+                for s in candidate_schedulers(setting)
+            }
+            groups.append(
+                GroupAdvice(group, profile, kind_of(group, profile, measure.scheduler), estimates)
+            )
+        counts = {name: group.n_tasks for name, group in measure.groups.items()}
+        estimates = estimate_graph(counts, profiles, setting)
+        current = measure.scheduler
+        pick = min(estimates, key=estimates.__getitem__) if estimates else current
+        if current in estimates and estimates[current] <= PICK_MARGIN * estimates[pick]:
+            pick = current
+        notes = notes_for(groups, setting)
+        advice = Advice(measure, groups, estimates, pick, None, notes, setting)
+        advice.hint = hint_text(advice)
+        return advice
+
+    def choose_for_graph(
+        self, graph: Mapping[Hashable, TaskSpec], outputs: list, num_workers: int | None
+    ) -> AutoChoice:
+        """``scheduler="auto"``: the scheduler this graph's groups ran best on, else threads."""
+        self.start()  # from now on computes are measured, this one too
+        counts: dict[str, int] = {}
+        for name in group_keys(list(graph), key_group).values():
+            counts[name] = counts.get(name, 0) + 1
+        with self.lock:
+            profiles = {name: self.profiles[name] for name in counts if name in self.profiles}
+        known = sum(counts[name] for name in profiles)
+        if not profiles or known < sum(counts.values()) / 2:
+            return AutoChoice("threads", "threads: these functions were not measured yet")
+        setting = self.setting(num_workers)
+        estimates = {
+            s: t
+            for s, t in estimate_graph(counts, profiles, setting).items()
+            if s in LOCAL_SCHEDULERS
+        }
+        best = min(estimates, key=estimates.__getitem__)
+        if estimates[best] * AUTO_MARGIN >= estimates["threads"]:
+            best = "threads"
+        named = ", ".join(f"{s} ≈ {seconds_text(t)}" for s, t in estimates.items())
+        return AutoChoice(
+            best, f"{best}: estimated from earlier computes of {', '.join(profiles)} ({named})"
+        )
+
+
+def add_inputs_and_parallelism(measure: ComputeMeasure, graph, sizes: dict, groups_of) -> None:
+    """Each group's input bytes and how many of its tasks could run at once.
+
+    A task's level is one more than its deepest input's; a group's parallelism
+    is its tasks over the levels they sit on (a chain: 1; a map: all of them).
+    """
+    inputs: dict[str, int] = {}
+    level: dict = {}
+    levels: dict[str, set] = {}
+    for key in sizes:
+        stack = [key]
+        while stack:  # levels of the inputs first, without recursion
+            top = stack[-1]
+            if top in level:
+                stack.pop()
+                continue
+            spec = graph.get(top)
+            deps = spec.deps if spec is not None else ()
+            missing = [dep for dep in deps if dep not in level]
+            if missing:
+                stack.extend(missing)
+                continue
+            level[top] = 1 + max((level[dep] for dep in deps), default=0)
+            stack.pop()
+    for key, _size in sizes.items():
+        spec = graph.get(key)
+        name = groups_of.get(key, "?")
+        levels.setdefault(name, set()).add(level.get(key, 0))
+        if spec is not None and spec.deps:
+            inputs[name] = inputs.get(name, 0) + sum(sizes.get(dep, 0) for dep in spec.deps)
+    for name, group in measure.groups.items():
+        group.nbytes_in = inputs.get(name, 0)
+        if levels.get(name):
+            group.parallelism = group.n_tasks / len(levels[name])
+
+
+def cluster_is_open() -> bool:
+    """Whether ``scheduler="distributed"`` could run now (an open local cluster)."""
+    try:
+        scheduler_entry("distributed").make(None, None)
+    except Exception:  # not registered, or no open client
+        return False
+    return True
+
+
+def notes_for(groups: list[GroupAdvice], setting: Setting) -> list[str]:
+    notes = []
+    for group in groups:
+        g, p = group.measure, group.profile
+        if group.kind == "tiny tasks" and g.n_tasks >= 1000:
+            notes.append(
+                f"{g.n_tasks:,} tasks of {seconds_text(p.cpu + p.wait)} in {g.name!r}: "
+                "scheduling costs more than the work; batch them (fewer, bigger tasks)"
+            )
+        if group.kind.startswith("waits") and p.wait > 4 * p.cpu:
+            more = min(max(setting.workers["threads"] * 4, 8), max(g.n_tasks, 1), 64)
+            notes.append(
+                f"{g.name!r} mostly waits: more threads overlap more of it "
+                f"(--scheduler threads --workers {more})"
+            )
+        moved = g.n_tasks * (p.bytes_in + p.bytes_out)
+        if moved > 2e8:
+            notes.append(
+                f"{g.name!r} moves {bytes_text(moved)} of inputs and results: on processes all of "
+                "it is pickled; threads share it, a local cluster keeps it on its workers"
+            )
+    return notes
+
+
+def hint_text(advice: Advice) -> str | None:
+    """The one-line hint, or None when the current choice is right or the compute was short."""
+    m = advice.measure
+    if advice.pick == m.scheduler or m.status != "ok" or m.elapsed < HINT_AFTER_SECONDS:
+        return None
+    speedup = advice.speedup
+    if speedup < HINT_SPEEDUP:
+        return None
+    # The group whose estimate gains most names the reason.
+    main = max(
+        advice.groups,
+        key=lambda g: g.estimates.get(m.scheduler, 0) - g.estimates.get(advice.pick, 0),
+    )
+    g, p = main.measure, main.profile
+    ratio = g.cpu_per_wall
+    if main.kind == "holds the GIL" and ratio is not None:
+        why = (
+            f"{g.name!r} holds the GIL (CPU/wall {ratio:.2f} on each of {m.n_workers} threads, "
+            f"{g.cores_busy:.1f} core busy)"
+        )
+    elif main.kind == "tiny tasks":
+        each = seconds_text(p.cpu + p.wait)
+        why = f"{g.n_tasks:,} tasks of {each}: scheduling costs more than the work"
+    elif main.kind.startswith("waits"):
+        why = f"{g.name!r} mostly waits (CPU/wall {ratio or 0:.2f})"
+    elif m.scheduler == "processes" and p.bytes_in + p.bytes_out > 1e5:
+        moved = bytes_text(g.n_tasks * (p.bytes_in + p.bytes_out))
+        why = f"{g.name!r} moves {moved} through pickling"
+    elif m.scheduler == "sync":
+        why = f"{g.name!r} is CPU work run on one core of {advice.setting.cores}"
+    else:
+        why = f"{g.name!r} {main.kind}"
+    estimate = m.elapsed / speedup
+    return (
+        f"{why} — --scheduler {advice.pick} would take ≈ {seconds_text(estimate)} "
+        f"instead of {seconds_text(m.elapsed)}"
+    )
+
+
+ADVISOR = Advisor()
+set_auto_chooser(ADVISOR.choose_for_graph)
+
+
+# ------------------------------------------------------------------ the plain-Python API
+
+
+def advice_for_last_compute() -> Advice | None:
+    """The advice for the last compute the advisor measured, or None (it starts listening).
+
+    >>> total.compute()
+    >>> print(lc.advise())          # per task group: time, CPU/wall, bytes, estimates
+    """
+    ADVISOR.start()
+    with ADVISOR.lock:
+        measure = ADVISOR.computes[-1] if ADVISOR.computes else None
+    return None if measure is None else ADVISOR.advice_for(measure)
+
+
+def advise() -> Advice | str:
+    """``lc.advise()``: the reasoning for the last compute, or what to do to get one."""
+    advice = advice_for_last_compute()
+    if advice is None:
+        return NOTHING_MEASURED
+    return advice
+
+
+def advise_text() -> str:
+    """What ``%scheduler --advise`` prints: :func:`advise`, and the last ``auto`` choice."""
+    text = str(advise())
+    choice = last_auto_choice()
+    if choice is not None:
+        text += f"\nscheduler='auto' last ran on {choice.reason}"
+    return text
+
+
+NOTHING_MEASURED = (
+    "No compute measured yet: the advisor measures computes from now on. "
+    "Run the compute again, then ask again."
+)
+
+
+def hint_for(state) -> str | None:
+    """The hint line for a finished compute's ``ComputeState`` (the panel, the text bar).
+
+    None when the advisor is off (``lc.config`` ``advisor=False``), did not
+    measure that compute, or finds the current scheduler right.
+    """
+    if not config.get("advisor") or not state.finished:
+        return None
+    measure = ADVISOR.measure_of(state.compute_id)
+    if measure is None or measure.elapsed < HINT_AFTER_SECONDS:
+        return None
+    return ADVISOR.advice_for(measure).hint
+
+
+def start() -> None:
+    """Measure computes from now on (what the text bar, magics and ``auto`` call)."""
+    ADVISOR.start()
