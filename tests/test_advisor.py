@@ -51,23 +51,31 @@ def total_of(parts):
     return float(sum(float(p.sum()) for p in parts))
 
 
-@pytest.fixture(scope="module")
-def loop_n():
-    """Iterations of python_loop taking about TASK_SECONDS of CPU here (sizes the work).
+def loop_iterations(cpu_seconds: float) -> int:
+    """Iterations of python_loop taking about ``cpu_seconds`` of CPU here (sizes the work).
 
     CPU time, not wall time: other programs on a shared machine do not change it.
     """
     n = 50_000
     start = time.thread_time()
     python_loop(0, n)
-    return max(int(n * TASK_SECONDS / (time.thread_time() - start)), 10_000)
+    return max(int(n * cpu_seconds / (time.thread_time() - start)), 10_000)
+
+
+def ufunc_iterations(cpu_seconds: float) -> int:
+    start = time.thread_time()
+    numpy_ufuncs(0, 4)
+    return max(int(cpu_seconds / ((time.thread_time() - start) / 4)), 1)
+
+
+@pytest.fixture(scope="module")
+def loop_n():
+    return loop_iterations(TASK_SECONDS)
 
 
 @pytest.fixture(scope="module")
 def ufunc_n():
-    start = time.thread_time()
-    numpy_ufuncs(0, 4)
-    return max(int(TASK_SECONDS / ((time.thread_time() - start) / 4)), 1)
+    return ufunc_iterations(TASK_SECONDS)
 
 
 @pytest.fixture(autouse=True)

@@ -246,6 +246,8 @@ def describe_session_scheduler() -> str:
             where = f"{n} thread{'s' if n != 1 else ''}"
         elif scheduler.name == "processes":
             where = f"{n} worker process{'es' if n != 1 else ''}"
+        elif scheduler.name == "auto":
+            where = f"sync, threads or processes picked per compute, {n} workers"
         else:
             where = f"{n} worker{'s' if n != 1 else ''}"
         entry = scheduler_entry_or_none(scheduler.name)
