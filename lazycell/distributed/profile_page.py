@@ -15,7 +15,7 @@ import plotly.io
 import plotly.offline
 
 from lazycell.diagnostics.report import STYLE
-from lazycell.distributed.profiler import call_tree, function_table, line_table
+from lazycell.distributed.profiler import call_tree, function_table, hidden_share, line_table
 
 # -- the HTML page
 MAX_TABLE_ROWS = 200
@@ -96,6 +96,8 @@ def _totals_html(profile: dict) -> str:
         ("window", f"{clock(profile['start'])} to {clock(profile['stop'])}"),
         ("window seconds", f"{profile['stop'] - profile['start']:.1f}"),
         ("sampler's own time", f"{profile['sampler_seconds']:.3f} s"),
+        # the tables and charts leave these frames out (profiler.py's docstring says why)
+        ("only in lazycell or Python's stdlib (hidden)", f"{100 * hidden_share(profile):.1f} %"),
     ]
     per_worker = ""
     if workers:

@@ -32,6 +32,16 @@
   It is flat rather than a nested tree so pickle and JSON never meet a
   recursion limit, whatever the depth of the stacks.
 
+What the tables and the call tree leave out by default (``hide_internal``):
+frames of lazycell's own code (the worker's task loop, its reports to the
+scheduler) and of Python's standard library (``threading``,
+``multiprocessing.connection``...): what a user can change is in their own
+functions and the libraries they call. A sample whose frames are all
+internal counts in the totals but in no row. In the kernel,
+:func:`merge_profiles` also puts the real file back on frames of notebook
+functions, which cloudpickle sent as ``<dynamic-code>``
+(``diagnostics/code_locations.py``).
+
 Seconds are estimated, not measured: a sample stands for the time since the
 previous tick, which is longer than ``interval`` when busy threads hold the
 GIL, so each bucket converts its counts with its own mean tick interval.
@@ -39,14 +49,19 @@ GIL, so each bucket converts its counts with its own mean tick interval.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import os
 import queue
 import sys
+import sysconfig
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from lazycell.diagnostics.code_locations import DYNAMIC_CODE, CodeLocator
 
 DEFAULT_INTERVAL = 0.01
 DEFAULT_KEEP_SECONDS = 600.0
@@ -68,6 +83,30 @@ _WAITING_FRAMES = {
 _MAX_TICK_SECONDS = 1.0  # a longer gap between ticks is a pause, not a sample's worth of time
 _MAX_INTERNED = 100_000
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+_LAZYCELL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_STDLIB_DIRS = tuple(
+    {
+        os.path.abspath(sysconfig.get_paths()[name]) + os.sep
+        for name in ("stdlib", "platstdlib")
+        if sysconfig.get_paths().get(name)
+    }
+)
+_SITE_PACKAGES = ("site-packages", "dist-packages")
+
+
+@functools.lru_cache(maxsize=4096)
+def is_internal_file(file: str) -> bool:
+    """Whether ``file`` is lazycell's own code or Python's standard library."""
+    if file.startswith("<frozen "):
+        return True
+    if not os.path.isabs(file):  # "<dynamic-code>", "<string>", a cell's name
+        return False
+    path = os.path.abspath(file)
+    if path.startswith(_LAZYCELL_DIR):
+        return True
+    return path.startswith(_STDLIB_DIRS) and not any(part in path for part in _SITE_PACKAGES)
 
 
 def is_task_thread(thread: threading.Thread) -> bool:
@@ -359,13 +398,14 @@ def _stacks_of(profile: dict) -> Iterator[tuple[tuple[Frame, ...], int, float]]:
 
 
 # -- merging
-def merge_profiles(profiles: dict[str, dict]) -> dict:
+def merge_profiles(profiles: dict[str, dict], locator: CodeLocator | None = None) -> dict:
     """One profile of all workers from ``{worker name: snapshot}``.
 
     Samples and seconds of equal stacks add up. ``workers`` keeps each
     worker's totals: ``{str(name): {"samples", "seconds", "ticks", "interval",
     "sampler_seconds"}}``. ``interval`` is the mean over all ticks; ``start``
-    and ``stop`` span all the workers' windows.
+    and ``stop`` span all the workers' windows. Frames of ``<dynamic-code>``
+    get the file ``locator`` finds (default: in ``__main__``, the notebook).
     """
     totals: dict[tuple[Frame, ...], list] = {}
     for profile in profiles.values():
@@ -374,6 +414,7 @@ def merge_profiles(profiles: dict[str, dict]) -> dict:
             entry[0] += samples
             entry[1] += seconds
     merged = _profile_from_stacks(totals)
+    locate_dynamic_code(merged, locator)
     ticks = sum(p["ticks"] for p in profiles.values())
     tick_seconds = sum(p["ticks"] * p["interval"] for p in profiles.values())
     now = time.time()
@@ -394,8 +435,32 @@ def merge_profiles(profiles: dict[str, dict]) -> dict:
     return merged
 
 
+def locate_dynamic_code(profile: dict, locator: CodeLocator | None = None) -> None:
+    """Give frames of ``<dynamic-code>`` the file of the function in this process, in place."""
+    if not any(frame[1] == DYNAMIC_CODE for frame in profile["frames"]):
+        return
+    locator = locator or CodeLocator()
+    for frame in profile["frames"]:
+        if frame[1] == DYNAMIC_CODE:
+            frame[1] = locator.locate(frame[0], frame[3]) or DYNAMIC_CODE
+
+
 # -- reading a profile
-def function_table(profile: dict) -> list[dict]:
+def _user_stacks(profile: dict, hide_internal: bool):
+    """``_stacks_of``, with internal frames (see the module docstring) left out if asked."""
+    for stack, samples, seconds in _stacks_of(profile):
+        if hide_internal:
+            stack = tuple(frame for frame in stack if not is_internal_file(frame[1]))
+        yield stack, samples, seconds
+
+
+def hidden_share(profile: dict) -> float:
+    """The share of samples whose frames are all internal (in no row of the tables)."""
+    hidden = sum(samples for stack, samples, _ in _user_stacks(profile, True) if not stack)
+    return hidden / profile["samples"] if profile["samples"] else 0.0
+
+
+def function_table(profile: dict, hide_internal: bool = True) -> list[dict]:
     """Time per function, most own time first: one dict per function.
 
     Keys: ``function``, ``file``, ``line`` (where the function starts);
@@ -405,23 +470,27 @@ def function_table(profile: dict) -> list[dict]:
 
     Sorted by own time, like ``py-spy top``: by total time the outer frames
     every task passes through (the worker's task loop) would always lead.
+    ``hide_internal``: leave out lazycell's and the standard library's frames
+    (a hidden frame's own time goes to the user's frame that called it).
     """
-    return _table(profile, key=lambda frame: frame[:3])
+    return _table(profile, key=lambda frame: frame[:3], hide_internal=hide_internal)
 
 
-def line_table(profile: dict) -> list[dict]:
+def line_table(profile: dict, hide_internal: bool = True) -> list[dict]:
     """Time per source line, most own time first: one dict per line.
 
     Keys as in :func:`function_table`, with ``line`` the line itself: its
     ``samples`` include the calls made from the line, ``own_samples`` only
     the time on the line itself.
     """
-    return _table(profile, key=lambda frame: (frame[0], frame[1], frame[3]))
+    return _table(
+        profile, key=lambda frame: (frame[0], frame[1], frame[3]), hide_internal=hide_internal
+    )
 
 
-def _table(profile: dict, key: Callable[[Frame], tuple]) -> list[dict]:
+def _table(profile: dict, key: Callable[[Frame], tuple], hide_internal: bool) -> list[dict]:
     rows: dict[tuple, list] = {}  # (function, file, line): [samples, seconds, own ditto]
-    for stack, samples, seconds in _stacks_of(profile):
+    for stack, samples, seconds in _user_stacks(profile, hide_internal):
         for k in {key(frame) for frame in stack}:
             row = rows.setdefault(k, [0, 0.0, 0, 0.0])
             row[0] += samples
@@ -449,7 +518,7 @@ def _table(profile: dict, key: Callable[[Frame], tuple]) -> list[dict]:
     return table
 
 
-def call_tree(profile: dict, lines: bool = True) -> dict:
+def call_tree(profile: dict, lines: bool = True, hide_internal: bool = True) -> dict:
     """The profile as a nested call tree, dask-profile style.
 
     Each node: ``{"function", "file", "first_line", "line", "samples",
@@ -458,9 +527,10 @@ def call_tree(profile: dict, lines: bool = True) -> dict:
     calls of one function from different lines of its caller share a node
     (``line`` is then the function's first line). Convenient to read; for
     sending, the flat profile is safer (deep trees hit pickle's recursion limit).
+    ``hide_internal`` as in :func:`function_table`; the root still counts every sample.
     """
     root = _node("all", "", 0, 0)
-    for stack, samples, seconds in _stacks_of(profile):
+    for stack, samples, seconds in _user_stacks(profile, hide_internal):
         node = root
         node["samples"] += samples
         node["seconds"] += seconds

@@ -3,6 +3,8 @@
 ::
 
     %%compute cell fails ──► InlineDebugging.prepare_to_raise(exc, debug=--debug)
+      │  interrupted (KeyboardInterrupt)? one line: "■ interrupted: 230/401 tasks done"
+      │  worker frames of notebook functions ("<dynamic-code>"): the cell's name and line
       │  debugging now (%pdb on, or --debug)?  yes: failures.debuggable_failure()
       │                                           (re-runs a remote task here, main thread)
       │                                        no:  failures.short_failure(); a remote
@@ -36,14 +38,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from lazycell.diagnostics.code_locations import CodeLocator
 from lazycell.kernel_ext.failures import (
     DebuggableFailure,
     can_rerun_here,
     debuggable_failure,
+    locate_worker_frames,
     set_last_failure,
     short_failure,
     task_description,
 )
+from lazycell.kernel_ext.progress_display import last_cell_progress
 
 # A cell that is only ``%debug`` (or ``debug`` with automagic): post-mortem debugging.
 POST_MORTEM_DEBUG_CELL = re.compile(r"^\s*%?debug\s*$")
@@ -75,6 +80,10 @@ class InlineDebugging:
         ``debug`` is ``--debug``: open the debugger for this failure even
         without ``%pdb on``.
         """
+        if isinstance(exc, KeyboardInterrupt):
+            self.remote_failure_not_rerun = None
+            return interrupted(exc)
+        locate_worker_frames(exc, CodeLocator([self.shell.user_ns], self.shell.compile))
         debugging_now = debug or self.shell.call_pdb
         if debugging_now:
             failure = debuggable_failure(exc)
@@ -126,6 +135,23 @@ class InlineDebugging:
         if failure.message:
             print(failure.message, file=sys.stderr, flush=True)
         set_last_failure(failure.exception, failure.traceback)
+
+
+def interrupted(exc: KeyboardInterrupt) -> KeyboardInterrupt:
+    """An interrupted cell shows one line, ``■ interrupted: 230/401 tasks done``: its
+    frames are only lazycell's waits for the workers (``threading.py``), nothing of
+    the user's to look at."""
+    line = last_cell_progress().interrupted_text()
+
+    def render_one_line() -> list[str]:
+        exc.__dict__.pop("_render_traceback_", None)
+        return [line]
+
+    try:
+        exc._render_traceback_ = render_one_line  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+    return exc
 
 
 def show_short_traceback(shell, failure: DebuggableFailure) -> None:

@@ -29,6 +29,8 @@ import sys
 from dataclasses import dataclass
 from types import TracebackType
 
+from lazycell.diagnostics.code_locations import DYNAMIC_CODE, CodeLocator
+
 # lazycell's own folder: this file is lazycell/kernel_ext/failures.py.
 LAZYCELL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -76,6 +78,29 @@ def calling_side_frames(tb: TracebackType | None) -> list[TracebackType]:
     last = max((i for i, entry in enumerate(entries) if is_lazycell_frame(entry)), default=-1)
     calling_side = entries[: last + 1] if last >= 0 else entries
     return [entry for entry in calling_side if not is_lazycell_frame(entry)]
+
+
+def locate_worker_frames(exc: BaseException, locator: CodeLocator) -> None:
+    """Put the real file (the cell, as IPython names it) and source line on each
+    ``<dynamic-code>`` frame of ``exc``'s worker traceback, in place (see
+    ``diagnostics/code_locations.py`` for why the worker cannot)."""
+    remote = getattr(exc, "lazycell_remote_traceback", None)
+    if isinstance(remote, str):
+        try:
+            exc.lazycell_remote_traceback = locator.fix_traceback_text(remote)  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+    cause, seen = exc.__cause__, set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        # lazycell's RemoteTraceback keeps the text in .text, concurrent.futures' in .tb
+        for name in ("text", "tb"):
+            text = getattr(cause, name, None)
+            if isinstance(text, str) and DYNAMIC_CODE in text:
+                fixed = locator.fix_traceback_text(text)
+                setattr(cause, name, fixed)
+                cause.args = tuple(fixed if arg == text else arg for arg in cause.args)
+        cause = cause.__cause__
 
 
 def ran_in_another_process(exc: BaseException) -> bool:

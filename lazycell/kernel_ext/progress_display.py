@@ -14,6 +14,11 @@
 The text bar stays quiet while a debugger has stopped the cell's thread
 (``breakpoint()`` in a task on the sync scheduler), so redraws never land in
 the middle of a pdb session.
+
+``CountingDisplay`` also notes, at each of the stream's deliveries, how many
+tasks the cell's latest compute has done (``last_cell_progress``), so an
+interrupted cell can say ``■ interrupted: 230/401 tasks done`` in one line
+instead of showing the frames that waited for the workers.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from __future__ import annotations
 import sys
 import threading
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
+from lazycell.diagnostics.compute_state import plural
+from lazycell.events import BUS
 from lazycell.widgets.display_choice import choose_progress_display
 
 # Computes shorter than this show no bar: quick cells stay uncluttered.
@@ -30,9 +38,57 @@ SHOW_BAR_AFTER_SECONDS = 0.5
 
 def cell_progress_display(shell=None) -> AbstractContextManager:
     """The progress display for one cell in ``shell`` (a kernel or terminal IPython)."""
-    return choose_progress_display(
-        shell, minimum=SHOW_BAR_AFTER_SECONDS, out=StdoutUnlessDebugging()
+    return CountingDisplay(
+        choose_progress_display(shell, minimum=SHOW_BAR_AFTER_SECONDS, out=StdoutUnlessDebugging())
     )
+
+
+@dataclass
+class CellProgress:
+    """The latest compute of a cell: tasks done and in all (None before its first)."""
+
+    done: int | None = None
+    total: int | None = None
+
+    def interrupted_text(self) -> str:
+        """``"■ interrupted: 230/401 tasks done"`` (``"■ interrupted"`` with no compute seen)."""
+        if self.total is None:
+            return "■ interrupted"
+        return f"■ interrupted: {self.done:,}/{plural(self.total, 'task')} done"
+
+
+_last = [CellProgress()]
+
+
+def last_cell_progress() -> CellProgress:
+    """What the last cell's display saw (see the module docstring)."""
+    return _last[0]
+
+
+class CountingDisplay:
+    """A progress display that also notes the tasks done of the cell's latest compute."""
+
+    def __init__(self, display: AbstractContextManager):
+        self.display = display
+        self.progress = CellProgress()
+        self._subscription = None
+
+    def _on_raw(self, recorder, batch) -> None:
+        # a few times a second: two attribute reads
+        self.progress.done = recorder.n_done
+        self.progress.total = len(recorder.groups_of)
+
+    def __enter__(self):
+        _last[0] = self.progress
+        entered = self.display.__enter__()
+        self._subscription = BUS.subscribe(self._on_raw, raw=True)
+        return entered
+
+    def __exit__(self, *exc):
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+        return self.display.__exit__(*exc)
 
 
 class StdoutUnlessDebugging:
