@@ -6,7 +6,8 @@ Precedence, strongest first:
 2. ``lc.config.set(...)`` — globally, or for a ``with`` block;
 3. environment variables ``LAZYCELL_SCHEDULER``, ``LAZYCELL_NUM_WORKERS``;
 4. the TOML file ``~/.config/lazycell/config.toml`` (or the path in
-   ``LAZYCELL_CONFIG``), with top-level keys ``scheduler`` and ``num_workers``;
+   ``LAZYCELL_CONFIG``), with top-level keys ``scheduler`` and ``num_workers``
+   and a ``[panel]`` table (``keep_live = true``: ``panel.keep_live``);
 5. defaults: the threads scheduler with one thread per core.
 
 Every value is checked where it enters; a bad one is a :class:`ConfigError`
@@ -30,20 +31,23 @@ from lazycell.schedulers.registry import canonical_scheduler_name, scheduler_nam
 
 __all__ = ["ConfigError", "get", "set", "config_file_path", "SETTINGS"]
 
-SETTINGS = ("scheduler", "num_workers", "pool", "advisor")
+SETTINGS = ("scheduler", "num_workers", "pool", "panel.keep_live", "advisor")
 DEFAULTS: dict[str, Any] = {
     "scheduler": "threads",
     "num_workers": None,
     "pool": None,
+    # a finished cell's panel: the live widget (True) or a static summary (False)
+    "panel.keep_live": False,
     # the scheduler advisor's one-line hint after a compute (diagnostics/advisor.py)
     "advisor": True,
 }
 ENV_VARS = {
     "scheduler": "LAZYCELL_SCHEDULER",
     "num_workers": "LAZYCELL_NUM_WORKERS",
+    "panel.keep_live": "LAZYCELL_PANEL_KEEP_LIVE",
     "advisor": "LAZYCELL_ADVISOR",
 }
-FILE_KEYS = ("scheduler", "num_workers", "advisor")
+FILE_KEYS = ("scheduler", "num_workers", "panel.keep_live", "advisor")  # [panel] keep_live = true
 
 _set_values: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -91,6 +95,12 @@ def _read_config_file() -> dict:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # A table ([panel]) holds dotted settings: {"panel": {"keep_live": 1}} -> "panel.keep_live".
+    raw = {
+        f"{name}.{key}" if isinstance(value, dict) else name: inner
+        for name, value in raw.items()
+        for key, inner in (value.items() if isinstance(value, dict) else [(None, value)])
+    }
     unknown = sorted(k for k in raw if k not in FILE_KEYS)
     if unknown:
         raise ConfigError(
@@ -144,6 +154,15 @@ def validate(name: str, value: Any, source: str) -> Any:
             f"pool from {source} must be a concurrent.futures.Executor "
             f"(e.g. ThreadPoolExecutor(4)), not {type(value).__name__}"
         )
+    if name == "panel.keep_live":
+        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+        if isinstance(value, str) and value.strip().lower() in words:
+            return words[value.strip().lower()]
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(
+            f"panel.keep_live {value!r} from {source} must be true or false (or 1 / 0)"
+        )
     if name == "advisor":
         words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
         if isinstance(value, str) and value.strip().lower() in words:
@@ -178,11 +197,13 @@ class set:  # noqa: N801 - reads as lc.config.set(...), like dask.config.set
     >>> lc.config.set(scheduler="processes", num_workers=2)   # from now on
     >>> with lc.config.set(scheduler="sync"):                 # only inside
     ...     total.compute()
+    >>> lc.config.set({"panel.keep_live": True})              # dotted names in a dict
     """
 
     _MISSING = object()
 
-    def __init__(self, **settings: Any):
+    def __init__(self, dotted: dict[str, Any] | None = None, **settings: Any):
+        settings = {**(dotted or {}), **settings}
         checked = {
             name: validate(name, value, f"lc.config.set({name}=...)")
             for name, value in settings.items()

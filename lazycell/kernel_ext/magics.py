@@ -34,6 +34,7 @@ from IPython.core.magic import (
 )
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from lazycell import config
 from lazycell.diagnostics import advisor
 from lazycell.kernel_ext.cell_code import CellCode
 from lazycell.kernel_ext.debugging import breakpoint_opens_pdb
@@ -100,6 +101,12 @@ class LazycellMagics(Magics):
     @SCHEDULER_OPTIONS
     @argument("-o", "--out", metavar="VAR", help="also store the result in the variable VAR")
     @argument("--quiet", action="store_true", help="no progress display")
+    @argument(
+        "--keep-live",
+        action="store_true",
+        help="leave the live panel in the output when the cell ends "
+        "(default: a static summary that a saved notebook shows; config panel.keep_live)",
+    )
     @argument(
         "--report",
         metavar="FILE",
@@ -170,7 +177,8 @@ class LazycellMagics(Magics):
         global_ns = self.shell.user_ns
         local_ns = None if is_cell or local_ns is global_ns else local_ns
         report = nullcontext() if report_path is None else ReportOrWarning(report_path)
-        with report:
+        keep_live = config.set({"panel.keep_live": True}) if args.keep_live else nullcontext()
+        with report, keep_live:
             result = self._run(
                 code, choice, global_ns, local_ns, quiet=args.quiet, debug=args.debug
             )
