@@ -1,5 +1,7 @@
 """ComputePanel built in a plain process (ipywidgets need no kernel): widget state."""
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -8,7 +10,7 @@ import pytest
 
 import lazycell as lc
 from lazycell.widgets import choose_progress_display
-from lazycell.widgets.panel import ComputePanel
+from lazycell.widgets.panel import LIVE_TASK_STREAM_BARS, ComputePanel
 
 
 def inc(x):
@@ -111,13 +113,110 @@ def test_one_panel_over_schedulers_shows_each_computes_own_memory_bars():
         assert 0 < row.bar.value < 1 and " / " in row.text.value
 
 
-def test_charts_hold_the_task_stream_and_the_resource_timeline():
+def rects(markup: str) -> int:
+    """How many task bars a task-stream chart draws."""
+    return markup.count("<rect ")
+
+
+def test_task_stream_chart_has_a_bar_per_task_and_a_legend_entry_per_group():
     panel = run_in_panel(lambda: tree().compute(scheduler="threads"))
-    stream = panel.task_stream.figure
-    assert sum(len(trace.x) for trace in stream.data) == 11
-    assert {trace.name for trace in stream.data} == {"leaf", "total"}
-    cpu, memory = panel.resources.figure.data
-    assert len(memory.y) >= 1 and min(memory.y) > 0
+    markup = panel.task_stream.markup
+    assert rects(markup) == 11
+    assert ">leaf</span>" in markup and ">total</span>" in markup
+
+
+def test_resources_chart_draws_cpu_and_memory_lines_over_a_sampled_compute():
+    panel = run_in_panel(
+        lambda: lc.compute([lc.delayed(nap)(i) for i in range(30)], scheduler="threads"),
+        resource_interval=0.05,
+    )
+    lines = re.findall(
+        r'<polyline class="lazycell-series" points="([^"]*)"', panel.resources.markup
+    )
+    assert len(lines) == 2  # CPU and memory
+    assert all(len(points.split()) >= 3 for points in lines)
+
+
+def test_a_compute_too_short_to_sample_says_so_instead_of_bare_axes():
+    panel = run_in_panel(lambda: tree().compute(scheduler="sync"), resource_interval=5.0)
+    markup = panel.resources.markup
+    assert "Too short to sample" in markup and "sampled every 5.00 s" in markup
+    assert "<polyline" not in markup
+
+
+def test_erred_tasks_are_drawn_in_the_themes_error_colour():
+    parts = [lc.delayed(fail_on_two, name="check")(i) for i in range(4)]
+    with ComputePanel(display=False) as panel:
+        with pytest.raises(ValueError):
+            lc.delayed(sum, name="total")(parts).compute(scheduler="sync")
+    markup = panel.task_stream.markup
+    erred = re.search(
+        r'<g class="lazycell-bars" style="fill:(var\(--jp-error-color1[^;]*);', markup
+    )
+    assert erred is not None
+    assert ">erred</span>" in markup
+
+
+def test_charts_take_their_colours_from_the_theme_and_their_width_from_the_cell():
+    panel = run_in_panel(
+        lambda: lc.compute([lc.delayed(nap)(i) for i in range(20)], scheduler="threads"),
+        resource_interval=0.05,
+    )
+    for markup in (panel.resources.markup, panel.task_stream.markup):
+        # Text, grid and axes follow JupyterLab's theme variables (fallbacks elsewhere)...
+        assert "fill:var(--jp-ui-font-color2" in markup and "stroke:var(--jp-border-color" in markup
+        # ...and nothing has a fixed width but the axis-label columns: the plot takes the rest.
+        assert 'class="lazycell-plot" width="100%"' in markup
+        widths = re.findall(r'<svg width="([\d.]+)"', markup)
+        assert widths and all(float(w) <= 150 for w in widths)
+        xs = re.findall(r'<rect x="([^"]+)"', markup)
+        assert all(x.endswith("%") for x in xs)
+
+
+def widget_tree(root) -> list:
+    """Every widget under ``root``, once each (children, layouts, styles)."""
+    import ipywidgets
+
+    seen, stack = {}, [root]
+    while stack:
+        widget = stack.pop()
+        if widget.model_id in seen:
+            continue
+        seen[widget.model_id] = widget
+        for name in widget.keys:
+            value = getattr(widget, name, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            stack.extend(v for v in values if isinstance(v, ipywidgets.Widget))
+    return list(seen.values())
+
+
+def test_a_panels_widget_state_is_kilobytes_even_for_a_thousand_tasks():
+    # What a front end saves with the notebook ("save widget state"): every model's
+    # state. plotly's FigureWidgets put plotly.js (5 MB) in each of the two charts.
+    panel = run_in_panel(
+        lambda: lc.compute([lc.delayed(nap)(i) for i in range(1000)], scheduler="threads"),
+    )
+    state_bytes = sum(
+        len(json.dumps(w.get_state(), default=str)) for w in widget_tree(panel.widget)
+    )
+    print(f"widget state of one panel after 1,000 tasks: {state_bytes / 1e3:.1f} kB")
+    assert 0 < rects(panel.task_stream.markup) <= LIVE_TASK_STREAM_BARS
+    assert state_bytes < 150_000
+
+
+def test_the_panel_loads_no_plotly():
+    code = """
+import sys
+import lazycell as lc
+from lazycell.widgets.panel import LIVE_TASK_STREAM_BARS, ComputePanel
+
+with ComputePanel(display=False):
+    lc.delayed(sum)([lc.delayed(abs)(-i) for i in range(5)]).compute(scheduler="threads")
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("plotly", "anywidget")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_outside_a_kernel_the_display_is_the_text_bar():
@@ -161,7 +260,7 @@ def test_a_compute_shorter_than_the_chart_interval_gets_its_charts_at_the_end():
     with panel:
         lc.compute([lc.delayed(nap)(i) for i in range(30)], scheduler="threads", num_workers=2)
     assert drawn == [(True, 30)]
-    assert sum(len(trace.x) for trace in panel.task_stream.figure.data) == 30
+    assert rects(panel.task_stream.markup) == 30
 
 
 def test_the_panel_and_its_charts_work_without_numpy():
@@ -170,13 +269,12 @@ def test_the_panel_and_its_charts_work_without_numpy():
 import sys
 sys.modules["numpy"] = None  # import numpy now raises ImportError
 import lazycell as lc
-from lazycell.widgets.panel import ComputePanel
+from lazycell.widgets.panel import LIVE_TASK_STREAM_BARS, ComputePanel
 
 panel = ComputePanel(display=False)
 with panel:
     lc.delayed(sum)([lc.delayed(abs)(-i) for i in range(5)]).compute(scheduler="threads")
-traces = panel.task_stream.figure.data
-print(sum(len(trace.x) for trace in traces), "numpy" in sys.modules and sys.modules["numpy"])
+print(panel.task_stream.markup.count("<rect "), "numpy" in sys.modules and sys.modules["numpy"])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -2,22 +2,41 @@
 
 Plain functions of a :class:`ComputeState` (and resource samples) returning
 plotly traces as plain dicts (no validation: building them stays cheap at a
-few Hz); the live panel copies them into its
-``FigureWidget``s and the performance report writes them to HTML, so both
-draw the same picture.
+few Hz); the performance report writes them to HTML and the cluster's
+dashboard draws its charts with these layouts. The notebook panel draws its
+own small SVG charts (``lazycell.widgets.svg_charts``) with the same colours
+(``PALETTE``, ``group_colours``) and the same thinning (``thinned_bars``).
+
+This module imports plotly only inside the functions that build plotly
+objects, so the panel can take the colours without loading plotly.
 """
 
 from __future__ import annotations
 
-import plotly.colors
-import plotly.graph_objects as go
+from functools import cache
+from typing import TYPE_CHECKING
 
 from lazycell.diagnostics.compute_state import ComputeState, TaskBar
 from lazycell.diagnostics.resources import ResourceSample
 
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
 ERRED_COLOUR = "#d62728"
 CHART_HEIGHT = 260
-PALETTE = plotly.colors.qualitative.Plotly
+# plotly's qualitative "Plotly" palette, written out so using it loads no plotly.
+PALETTE = (
+    "#636EFA",
+    "#EF553B",
+    "#00CC96",
+    "#AB63FA",
+    "#FFA15A",
+    "#19D3F3",
+    "#FF6692",
+    "#B6E880",
+    "#FF97FF",
+    "#FECB52",
+)
 
 
 def group_colours(group_names) -> dict[str, str]:
@@ -25,14 +44,19 @@ def group_colours(group_names) -> dict[str, str]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(group_names)}
 
 
+def thinned_bars(bars: list[TaskBar], max_bars: int | None) -> list[TaskBar]:
+    """At most ``max_bars`` of ``bars`` (every k-th), spread over the whole compute."""
+    if max_bars is not None and len(bars) > max_bars:
+        return bars[:: -(-len(bars) // max_bars)]
+    return bars
+
+
 def task_stream_traces(state: ComputeState, max_bars: int | None = None) -> list[dict]:
     """One horizontal-bar trace per group: a bar per task, a row per worker; erred in red.
 
     ``max_bars`` thins further (every k-th bar) for a live chart.
     """
-    bars = state.task_stream
-    if max_bars is not None and len(bars) > max_bars:
-        bars = bars[:: -(-len(bars) // max_bars)]
+    bars = thinned_bars(state.task_stream, max_bars)
     by_group: dict[str, list[TaskBar]] = {}
     for bar in bars:
         by_group.setdefault("erred" if bar.erred else bar.group, []).append(bar)
@@ -87,25 +111,30 @@ def resource_traces(samples: list[ResourceSample], origin: float) -> list[dict]:
     ]
 
 
-# plotly's default template is large, and every figure copies and checks it
-# (about 25 ms a figure, paid by each panel in each cell): this small one keeps
-# its look.
-CHART_TEMPLATE = go.layout.Template(
-    layout={
-        "colorway": PALETTE,
-        "font": {"color": "#2a3f5f"},
-        "paper_bgcolor": "white",
-        "plot_bgcolor": "#E5ECF6",
-        "hovermode": "closest",
-        "xaxis": {"gridcolor": "white", "zerolinecolor": "white", "automargin": True},
-        "yaxis": {"gridcolor": "white", "zerolinecolor": "white", "automargin": True},
-    }
-)
+@cache
+def chart_template() -> go.layout.Template:
+    """plotly's default template is large, and every figure copies and checks it
+    (about 25 ms a figure): this small one keeps its look."""
+    import plotly.graph_objects as go
+
+    return go.layout.Template(
+        layout={
+            "colorway": PALETTE,
+            "font": {"color": "#2a3f5f"},
+            "paper_bgcolor": "white",
+            "plot_bgcolor": "#E5ECF6",
+            "hovermode": "closest",
+            "xaxis": {"gridcolor": "white", "zerolinecolor": "white", "automargin": True},
+            "yaxis": {"gridcolor": "white", "zerolinecolor": "white", "automargin": True},
+        }
+    )
 
 
 def base_layout(title: str, **axes) -> go.Layout:
+    import plotly.graph_objects as go
+
     return go.Layout(
-        template=CHART_TEMPLATE,
+        template=chart_template(),
         title={"text": title, "font": {"size": 13}},
         height=CHART_HEIGHT,
         margin={"l": 60, "r": 60, "t": 36, "b": 36},
@@ -137,12 +166,18 @@ def resource_layout() -> go.Layout:
 
 
 def task_stream_figure(state: ComputeState) -> go.Figure:
+    import plotly.graph_objects as go
+
     return go.Figure(task_stream_traces(state), task_stream_layout())
 
 
 def progress_figure(state: ComputeState) -> go.Figure:
+    import plotly.graph_objects as go
+
     return go.Figure([progress_trace(state)], progress_layout())
 
 
 def resource_figure(samples: list[ResourceSample], origin: float) -> go.Figure:
+    import plotly.graph_objects as go
+
     return go.Figure(resource_traces(samples, origin), resource_layout())

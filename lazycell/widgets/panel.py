@@ -23,7 +23,9 @@ none.
 - ``ComputePanel``: the context manager. ``widget`` is the ipywidgets tree;
   ``tracker`` the folded state; ``sampler`` the resource samples.
 - Every view (``ProgressView``, ``MemoryView``, the two ``LiveChart``s) is a
-  function of that state: ``show(...)`` sets traits and nothing else.
+  function of that state: ``show(...)`` sets traits and nothing else. The
+  charts are markup (``svg_charts``): no plotly, nothing for the browser to
+  load before it paints them.
 - ``render_lock``: one render at a time; renders read the state under the
   tracker's lock, so they never see half a batch.
 
@@ -40,21 +42,18 @@ import time
 import ipywidgets as widgets
 
 from lazycell.diagnostics.compute_state import ComputeState, ComputeTracker
-from lazycell.diagnostics.figures import (
-    resource_layout,
-    resource_traces,
-    task_stream_layout,
-    task_stream_traces,
-)
+from lazycell.diagnostics.figures import thinned_bars
 from lazycell.diagnostics.resources import DEFAULT_INTERVAL, ResourceSampler, total_memory
 from lazycell.diagnostics.workers import WorkerMemory, worker_memory_from_info, worker_processes
 from lazycell.widgets.charts import LiveChart
 from lazycell.widgets.memory_view import MemoryView
 from lazycell.widgets.progress_view import ProgressView
+from lazycell.widgets.svg_charts import note, resources_chart, task_stream_chart
 
 WAITING_TEXT = "lazycell: waiting for a compute…"
 # The live task stream draws at most this many bars; the report draws them all.
-LIVE_TASK_STREAM_BARS = 1000
+LIVE_TASK_STREAM_BARS = 500
+CHARTS_LATER = "Charts appear a moment into the compute."
 
 
 class ComputePanel:
@@ -83,8 +82,10 @@ class ComputePanel:
         self.sampler = ResourceSampler(resource_interval)
         self.progress = ProgressView()
         self.memory = MemoryView()
-        self.resources = LiveChart(resource_layout(), "lazycell-resources-chart")
-        self.task_stream = LiveChart(task_stream_layout(), "lazycell-task-stream-chart")
+        self.resources = LiveChart("lazycell-resources-chart", note("Resources", CHARTS_LATER))
+        self.task_stream = LiveChart(
+            "lazycell-task-stream-chart", note("Task stream", CHARTS_LATER)
+        )
         self.widget = self._layout()
         self.render_lock = threading.Lock()
         self._rendered_at = 0.0
@@ -136,10 +137,17 @@ class ComputePanel:
         self.memory.show(processes, latest.rss_by_pid if latest else {}, total_memory())
 
     def _show_charts(self, state: ComputeState) -> None:
-        since = state.started_at - self.sampler.interval
-        samples = [s for s in self.sampler.samples if s.time >= since]
-        self.resources.show(resource_traces(samples, state.started_at))
-        self.task_stream.show(task_stream_traces(state, LIVE_TASK_STREAM_BARS))
+        # Both charts span the compute, 0 to its elapsed time; the samples just
+        # outside it let the lines reach the edges.
+        interval = self.sampler.interval
+        duration = state.elapsed()
+        start, end = state.started_at - interval, state.started_at + duration + interval
+        samples = [s for s in self.sampler.samples if start <= s.time <= end]
+        self.resources.show(resources_chart(samples, state.started_at, duration, interval))
+        bars = thinned_bars(state.task_stream, LIVE_TASK_STREAM_BARS)
+        self.task_stream.show(
+            task_stream_chart(bars, state.groups, duration, running=not state.finished)
+        )
 
     def summary(self) -> str:
         """The latest compute's one-line summary (``WAITING_TEXT`` before the first)."""
