@@ -24,15 +24,33 @@ from lazycell.distributed.client import (
 )
 from lazycell.distributed.cluster import LocalCluster
 from lazycell.distributed.plugins import WorkerPlugin, get_worker
+from lazycell.distributed.primitives import Event, Lock, Queue, Semaphore, Variable
+from lazycell.distributed.worker_client import (
+    fire_and_forget,
+    get_client,
+    rejoin,
+    secede,
+    worker_client,
+)
 
 __all__ = [
     "Client",
+    "Event",
     "Future",
     "LocalCluster",
+    "Lock",
+    "Queue",
+    "Semaphore",
+    "Variable",
     "WorkerPlugin",
     "as_completed",
     "current_client",
+    "fire_and_forget",
+    "get_client",
     "get_task_stream",
     "get_worker",
+    "rejoin",
+    "secede",
     "wait",
+    "worker_client",
 ]

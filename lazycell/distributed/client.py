@@ -52,6 +52,7 @@ from lazycell.distributed.protocol import (
 )
 from lazycell.distributed.scheduler import STARTUP_TIMEOUT, KeyStatus, TaskOptions, transitions
 from lazycell.distributed.store import parse_memory_limit
+from lazycell.distributed.task_clients import TaskClients
 from lazycell.events import BUS
 from lazycell.events.failure import SerializationError
 from lazycell.graph.collect import collect
@@ -441,6 +442,9 @@ class Client:
         # allocation) releases its key under this lock, maybe while we hold it.
         self._lock = threading.RLock()
         self.closed = False
+        self._kept_until_done: dict = {}  # id -> Future (fire_and_forget)
+        if self.scheduler.task_clients is None:  # tasks' get_client() submits through us
+            self.scheduler.task_clients = TaskClients(self)
         self._is_default = set_as_default
         if set_as_default:
             _register_client(self)
@@ -772,6 +776,14 @@ class Client:
         flat: list = []
         _collect_futures(futures, flat)
         self._cancel_keys([f.key for f in flat])
+
+    def _keep_until_done(self, future: Future) -> None:
+        """``fire_and_forget``: hold ``future`` until its task ends."""
+        self._kept_until_done[id(future)] = future
+        future.add_done_callback(self._done_with_kept)
+
+    def _done_with_kept(self, future: Future) -> None:
+        self._kept_until_done.pop(id(future), None)
 
     def retry(self, futures, asynchronous=None) -> None:
         """Run failed futures' tasks (and their failed inputs) again."""
@@ -1175,6 +1187,9 @@ class Client:
         self.closed = True
         if self._is_default:
             _unregister_client(self)
+        if getattr(self.scheduler.task_clients, "client", None) is self:
+            self.scheduler.task_clients = None
+        self._kept_until_done.clear()
         self._fetcher.close()
         if self._owns_cluster:
             self.cluster.close()
@@ -1616,7 +1631,7 @@ def _refuse_actors(actor: bool, actors: bool) -> None:
 
 def _futures_to_refs(obj):
     t = type(obj)
-    if t is Future:
+    if t is Future or isinstance(obj, Future):  # WorkerFuture too (worker_client.py)
         return Ref(obj.key)
     if t in (list, tuple, set, frozenset):
         return t(_futures_to_refs(x) for x in obj)

@@ -65,6 +65,7 @@ the worker exits by itself when its parent process disappears. With
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import shutil
@@ -95,6 +96,8 @@ from lazycell.events.failure import Failure, type_name_of
 from lazycell.graph.spec import describe_task, run_task
 
 FLUSH_INTERVAL = 0.005
+_running = threading.local()  # .key: the task a task thread runs (for secede())
+_LEAVE_POOL = ("leave-pool",)  # on the task queue: the thread that takes it ends (rejoin())
 MEMORY_SAMPLE_SECONDS = 0.05
 HEARTBEAT_SECONDS = 0.5
 
@@ -124,9 +127,18 @@ class Worker:
         self.plugins: dict = {}  # name -> WorkerPlugin, in registration order
         self.busy = BusyThreads()  # task threads running a task now, for the sampler
         self.sampler = StackSampler(is_busy=self.busy.is_busy)
+        # Requests tasks make of the scheduler (get_client(), Lock, Queue...): id -> reply slot.
+        self.replies: dict = {}
+        self.request_ids = itertools.count()
+        self.task_client = None  # the WorkerClient of get_client(), made on first use
+        self.seceded: set = set()  # idents of task threads that left the pool (secede())
+        self.n_task_threads = 0
+        self.control_thread: threading.Thread | None = None
+        self.told: queue.SimpleQueue = queue.SimpleQueue()  # see tell()
 
     # -- life cycle
     def serve(self) -> None:
+        self.control_thread = threading.current_thread()
         kind, sys_path, cwd, authkey, options = loads_control(self.control.recv_bytes())
         assert kind == "setup", kind
         if not self.in_process:
@@ -144,8 +156,9 @@ class Worker:
         self.configure_memory(options)
         self.start_thread(self.accept_peers, "data-server")
         self.start_thread(self.flush_reports_periodically, "flusher")
-        for i in range(options["threads"]):
-            self.start_thread(self.run_tasks, f"task-{i}")
+        self.start_thread(self.send_told, "teller")
+        for _ in range(options["threads"]):
+            self.add_task_thread()
         if self.memory_limit and not self.in_process:
             self.start_thread(self.monitor_memory, "memory")
         self.start_thread(self.send_heartbeats, "heartbeat")
@@ -204,9 +217,95 @@ class Worker:
                     name="lazycell-worker-mover",
                     daemon=True,
                 ).start()
+            elif kind == "client-reply":
+                _, request_id, ok, value = message
+                slot = self.replies.pop(request_id, None)
+                if slot is not None:
+                    slot.put((ok, value))
+            elif kind == "key-settled":
+                if self.task_client is not None:
+                    self.task_client.key_settled(*message[1:])
             elif kind == "stop":
                 self.told_to_stop = True
                 return
+
+    # -- requests of tasks to the scheduler (get_client(), Lock, Event, Queue, ...)
+    def request(self, kind: str, *args, timeout: float | None = None):
+        """Ask the scheduler (``("client-request", id, kind, args)``) and wait for its answer.
+
+        An error the scheduler sends back is raised here; so is TimeoutError after
+        ``timeout`` seconds (None: no limit), and RuntimeError if this worker stops
+        meanwhile: a task never waits on a scheduler that is gone.
+        """
+        if threading.current_thread() is self.control_thread:  # it reads the answers
+            raise RuntimeError(
+                f"{kind!r} cannot be asked from a worker's control thread (a plugin's "
+                "setup, a client.run function, or unpickling a task): ask from a task"
+            )
+        request_id = next(self.request_ids)
+        slot: queue.SimpleQueue = queue.SimpleQueue()
+        self.replies[request_id] = slot
+        self.send(("client-request", request_id, kind, args))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    ok, value = slot.get(timeout=0.1)
+                    break
+                except queue.Empty:
+                    if self.stopping:
+                        raise RuntimeError(
+                            f"{self.name} is stopping: the scheduler did not answer {kind!r}"
+                        ) from None
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"the scheduler did not answer {kind!r} within {timeout} s"
+                        ) from None
+        finally:
+            self.replies.pop(request_id, None)
+        if not ok:
+            raise value.rebuild() if isinstance(value, PickledFailure) else value
+        return value
+
+    def tell(self, kind: str, *args) -> None:
+        """A request that needs no answer (releasing futures, say). Sent by the teller
+        thread: it may be called from a Future's ``__del__``, in the middle of a send."""
+        self.told.put(("client-request", None, kind, args))
+
+    def send_told(self) -> None:
+        while True:
+            message = self.told.get()
+            if message is None:
+                return
+            self.send(message)
+
+    # -- the pool of task threads, and tasks that leave it while they wait (secede)
+    def add_task_thread(self) -> None:
+        self.n_task_threads += 1
+        self.start_thread(self.run_tasks, f"task-{self.n_task_threads - 1}")
+
+    def secede(self) -> None:
+        """The calling task thread leaves the pool; a new thread takes its place, so a
+        task that waits on other tasks holds no thread of the pool."""
+        ident = threading.get_ident()
+        if ident in self.seceded:
+            return
+        self.seceded.add(ident)
+        self.busy.idents.discard(ident)
+        self.add_task_thread()
+        key = getattr(_running, "key", None)
+        if key is not None:  # the scheduler stops counting it against this worker's room
+            self.report(("seceded", key))
+
+    def rejoin(self) -> None:
+        """The calling seceded thread counts in the pool again: the first task thread
+        to go idle leaves instead, so the pool is back to its size."""
+        ident = threading.get_ident()
+        if ident not in self.seceded:
+            return
+        self.seceded.discard(ident)
+        self.busy.idents.add(ident)
+        self.tasks.put(_LEAVE_POOL)
 
     # -- calls, plugins and moves (from client.run, register_plugin, retiring workers)
     def answer_call(self, request_id, func, *args) -> None:
@@ -285,7 +384,7 @@ class Worker:
         self.stopping = True
         self.sampler.stop()
         self.unpaused.set()
-        for _ in range(n_threads):
+        for _ in range(self.n_task_threads):
             self.tasks.put(None)
         try:
             self.server.close()
@@ -294,23 +393,32 @@ class Worker:
         self.fetcher.close()
         self.store.clear()
         self.reports_pending.set()
+        self.told.put(None)
+        for slot in list(self.replies.values()):  # tasks waiting on the scheduler: no answer
+            slot.put((False, RuntimeError(f"{self.name} stopped before the scheduler answered")))
 
     # -- running tasks
     def run_tasks(self) -> None:
         worker_of_thread.worker = self
         busy, ident = self.busy.idents, threading.get_ident()
+        seceded = self.seceded
+        running = _running
         while True:
             item = self.tasks.get()
-            if item is None:
+            if item is None or item is _LEAVE_POOL:
                 return
             self.unpaused.wait()
             busy.add(ident)  # for the stack sampler (a set: atomic under the GIL, no lock)
+            running.key = item[0]
             try:
                 self.run_one(*item)
             except BaseException as exc:  # noqa: B036 - nothing a task does may end this loop
                 self.fail_task_with_escaped_error(item[0], exc)
             finally:
                 busy.discard(ident)
+            if seceded and ident in seceded:  # its place was taken by a new thread
+                seceded.discard(ident)
+                return
 
     def run_one(self, key, spec, where) -> None:
         try:

@@ -17,11 +17,14 @@ Commands (a tuple put on ``commands`` by ``submit_command``, or by ``ask``
 with a reply queue last): ``update-graph``, ``release``, ``cancel``,
 ``interrupt``, ``locate``, ``call`` (run a function with the state, on this
 thread), ``worker-call``, ``register-plugin``, ``remove-plugin``, ``scale``,
-``adapt``, ``restart``, ``close``.
+``adapt``, ``restart``, ``close``, ``coordination`` (a Lock, Event, ...
+request of the kernel: ``coordination.py``), ``to-worker`` (a message for a
+task's client, from ``task_clients.py``).
 
 Messages from a worker: ``reports`` (items ``finished``, ``erred``,
-``missing``), ``heartbeat``, ``call-result``, ``gathered``, ``broken``,
-``ready``, ``paused``, ``restarting``. Messages to a worker: ``compute``
+``missing``, ``seceded``), ``heartbeat``, ``call-result``, ``gathered``, ``broken``,
+``ready``, ``paused``, ``restarting``, ``client-request`` (a task's
+``get_client()``, Lock, Queue...: answered with ``client-reply``). Messages to a worker: ``compute``
 (a batch of tasks, pickled apart from the envelope so that a worker that
 cannot unpickle them can still say which batch failed), ``release``,
 ``call``, ``plugin``, ``remove-plugin``, ``gather-from``, ``stop``.
@@ -68,6 +71,7 @@ from multiprocessing.connection import Connection, wait
 from lazycell.distributed.failures import PickledFailure
 from lazycell.distributed.protocol import dumps_control, loads_control
 from lazycell.distributed.scheduler import membership, transitions
+from lazycell.distributed.scheduler.coordination import Coordination
 from lazycell.distributed.scheduler.placement import GUESSED_TASK_SECONDS
 from lazycell.distributed.scheduler.state import PendingCall, SchedulerState, WorkerHandle
 
@@ -150,6 +154,8 @@ class ClusterScheduler(SchedulerState):
         self.batch_ids = itertools.count()
         self.plugins: dict[str, bytes] = {}  # name -> pickled WorkerPlugin, set up on every worker
         self.adaptive = None  # an Adaptive policy while cluster.adapt() is on
+        self.coordination = Coordination()  # lc.Lock, Event, Semaphore, Variable, Queue
+        self.task_clients = None  # TaskClients of the kernel's Client: get_client() in tasks
         self.n_running_changed = threading.Condition()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -244,8 +250,10 @@ class ClusterScheduler(SchedulerState):
     def run(self) -> None:
         while not self.stopped:
             conns = [self._wake_r] + [w.control for w in self.workers.values()]
+            # Waits with a timeout (lc.Lock(...).acquire(timeout=...)) end within 50 ms.
+            timeout = 0.05 if self.coordination.has_deadlines() else 0.5
             try:
-                for conn in wait(conns, timeout=0.5):
+                for conn in wait(conns, timeout=timeout):
                     if conn is self._wake_r:
                         self.handle_commands()
                     else:
@@ -253,6 +261,7 @@ class ClusterScheduler(SchedulerState):
                     if self.stopped:
                         return
                 self.check_workers_started_in_time()
+                self.coordination.expire(time.monotonic())
                 if self.adaptive is not None:
                     self.adaptive.adapt(self)
                 dispatch(self)
@@ -278,6 +287,7 @@ class ClusterScheduler(SchedulerState):
             except Exception:
                 print("lazycell: a future's done-callback failed:", file=sys.stderr)
                 traceback.print_exc()
+            del callback  # it holds its future: not kept while waiting for the next one
 
     # -- commands from the client
     def handle_commands(self) -> None:
@@ -304,6 +314,15 @@ class ClusterScheduler(SchedulerState):
             elif kind == "locate":
                 keys, reply = args
                 reply.put(self.locate(keys))
+            elif kind == "coordination":  # from the kernel: answered (ok, value) on reply
+                owner, what, what_args, reply = args
+                answer = _put_answer(reply) if reply is not None else _no_answer
+                self.coordination.handle(owner, what, what_args, answer, time.monotonic())
+            elif kind == "to-worker":  # a message for a task's client (task_clients.py)
+                name, message = args
+                worker = self.worker_named(name)
+                if worker is not None:
+                    self.send_checked(worker, message)
             elif kind == "call":  # run a function with the state (introspection, tests)
                 func, reply = args
                 try:
@@ -368,6 +387,11 @@ class ClusterScheduler(SchedulerState):
                     task_erred(self, worker, *item[1:])
                 elif tag == "missing":
                     membership.input_missing(self, worker, item[1])
+                elif tag == "seceded":
+                    transitions.task_seceded(self, worker, item[1])
+        elif kind == "client-request":
+            _, request_id, what, args = message
+            self.client_request(worker, request_id, what, args)
         elif kind == "heartbeat":
             worker.metrics = message[1]
         elif kind == "call-result":
@@ -405,6 +429,69 @@ class ClusterScheduler(SchedulerState):
                 "of its memory limit, and was restarted"
             )
             warnings.warn(f"lazycell: {worker.name} {worker.exit_reason}", RuntimeWarning, 1)
+
+    # -- requests of tasks (get_client(), Lock, Event, Semaphore, Variable, Queue)
+    def client_request(self, worker: WorkerHandle, request_id, what: str, args: tuple) -> None:
+        """A task asked something: the coordination primitives answer here, the rest
+        (submit, release, ...) goes to the kernel's client (``task_clients``)."""
+        answer = self.answer_to(worker, request_id)
+        if what.startswith(COORDINATION_REQUESTS):
+            self.coordination.handle(worker.name, what, args, answer, time.monotonic())
+            return
+        if self.task_clients is None:
+            answer(False, RuntimeError("no lazycell Client is connected to this cluster"))
+            return
+        try:
+            value = self.task_clients.handle(worker.name, what, args)
+        except Exception as exc:
+            answer(False, exc)
+            return
+        answer(True, value)
+
+    def answer_to(self, worker: WorkerHandle, request_id):
+        """How to answer a worker's request: ``answer(ok, value or exception)``."""
+
+        def answer(ok: bool, value) -> None:
+            if request_id is None:  # told, not asked
+                if not ok:
+                    print(
+                        f"lazycell: a request of {worker.name} failed: {value!r}", file=sys.stderr
+                    )
+                return
+            if not ok:
+                value = PickledFailure.from_exception(value)
+            self.send_checked(worker, ("client-reply", request_id, ok, value))
+
+        return answer
+
+    def send_checked(self, worker: WorkerHandle, message: tuple) -> None:
+        """Send a message that holds user values; one that cannot be pickled becomes an error
+        answer (a reply), or is dropped with a note (anything else)."""
+        try:
+            payload = dumps_control(message)
+        except Exception as exc:
+            if message[0] != "client-reply":
+                print(
+                    f"lazycell: could not send {message[0]!r} to {worker.name}: {exc}",
+                    file=sys.stderr,
+                )
+                return
+            failure = PickledFailure.of(
+                Failure.serialization(f"the answer cannot be sent to {worker.name}: {exc}")
+            )
+            payload = dumps_control(("client-reply", message[1], False, failure))
+        self.send_bytes_to(worker, payload)
+
+    def worker_named(self, name: str) -> WorkerHandle | None:
+        for worker in self.workers.values():
+            if worker.name == name:
+                return worker
+        return None
+
+    def worker_left(self, worker: WorkerHandle) -> None:
+        self.coordination.owner_gone(worker.name, f"{worker.name} {describe_worker_exit(worker)}")
+        if self.task_clients is not None:
+            self.task_clients.worker_gone(worker.name)
 
     # -- messages to workers
     def flush_to_workers(self) -> None:
@@ -593,6 +680,7 @@ class ClusterScheduler(SchedulerState):
                 kill_worker(worker)
 
     def stop_all_workers(self) -> None:
+        self.coordination.close("the cluster was closed while this waited")
         membership.stop_workers(self, list(self.workers.values()))
         self.workers.clear()
         for status in self.statuses.values():
@@ -605,6 +693,20 @@ class ClusterScheduler(SchedulerState):
             self._wake_w.close()
         except OSError:
             pass
+
+
+COORDINATION_REQUESTS = ("semaphore-", "event-", "variable-", "queue-", "cancel-acquire")
+
+
+def _no_answer(ok: bool, value) -> None:
+    pass
+
+
+def _put_answer(reply: queue.SimpleQueue):
+    def answer(ok: bool, value) -> None:
+        reply.put((ok, value))
+
+    return answer
 
 
 def _closed_failure() -> PickledFailure:

@@ -88,6 +88,7 @@ def remove_worker(state: SchedulerState, worker: WorkerHandle) -> None:
         state.root_worker = None
     recover_tasks_of(state, worker, how)
     forget_pending_answers(state, worker, how)
+    state.worker_left(worker)
     if needs_replacement(state, worker, was_running):
         add_worker(state)
 
@@ -118,6 +119,7 @@ def recover_tasks_of(state: SchedulerState, worker: WorkerHandle, how: str) -> N
             status.reset()
         lost.append(ts)
     worker.processing.clear()
+    worker.long_running.clear()
     worker.queued_seconds = 0.0
     worker.has_what.clear()
     recompute_lost(state, lost)

@@ -14,7 +14,9 @@ sum needs no transfer, while a small ``map`` still uses every worker.
 ``TaskState.restrictions`` (``submit(..., workers=[...])``) limit the choice,
 and so do ``TaskState.resources`` (``submit(..., resources={"GPU": 1})``): a
 worker runs at once only as many such tasks as its resources allow.
-A worker paused by its memory monitor gets no tasks.
+A worker paused by its memory monitor gets no tasks. A task that seceded
+(``lc.secede()``, ``worker_client()``: it waits on tasks it submitted) holds
+no thread: it is in ``long_running`` and takes no room.
 
 Run times are learnt as tasks finish (``learn_task_time``): a running mean
 over all tasks sizes the queues, one per task group (``key_group``) predicts
@@ -74,6 +76,11 @@ def capacity(state: SchedulerState, worker: WorkerHandle) -> int:
     return worker.threads * per_thread
 
 
+def busy(worker: WorkerHandle) -> int:
+    """Tasks sent to ``worker`` that hold one of its threads (not seceded ones: they wait)."""
+    return len(worker.processing) - len(worker.long_running)
+
+
 def queue_seconds(worker: WorkerHandle) -> float:
     """How long a task sent to ``worker`` now waits before it starts (an estimate)."""
     return worker.queued_seconds / worker.threads
@@ -104,10 +111,10 @@ def choose_worker(state: SchedulerState, ts: TaskState, workers: list) -> Worker
         return (queue_seconds(w) + fetch, -bytes_on.get(w, 0))
 
     best = min(workers, key=estimated_start)
-    if len(best.processing) < capacity(state, best):
+    if busy(best) < capacity(state, best):
         return best
     # The best worker is full: wait for it, unless a worker has nothing to do.
-    idle = [w for w in workers if not w.processing and capacity(state, w)]
+    idle = [w for w in workers if not busy(w) and capacity(state, w)]
     return min(idle, key=estimated_start) if idle else None
 
 
@@ -121,13 +128,13 @@ def choose_allowed_worker(
         named = [w for w in workers if w.name in ts.restrictions]
         if named or not ts.loose_restrictions:
             workers = named
-    allowed = [w for w in workers if len(w.processing) < capacity(state, w)]
+    allowed = [w for w in workers if busy(w) < capacity(state, w)]
     if ts.resources:
         allowed = [w for w in allowed if has_free_resources(w, ts.resources)]
     if not allowed:
         return None
     local = {w: sum(d.nbytes for d in ts.deps if d.who_has is w) for w in allowed}
-    return max(allowed, key=lambda w: (local[w], -len(w.processing)))
+    return max(allowed, key=lambda w: (local[w], -busy(w)))
 
 
 def has_free_resources(worker: WorkerHandle, needed: dict) -> bool:
@@ -139,13 +146,11 @@ def choose_root_worker(state: SchedulerState, workers: list) -> WorkerHandle | N
     """Tasks without inputs go to one worker in runs of ``root_run_length`` siblings."""
     sticky = state.root_worker
     if sticky is not None and sticky.state == "running":
-        if state.root_run < state.root_run_length and len(sticky.processing) < capacity(
-            state, sticky
-        ):
+        if state.root_run < state.root_run_length and busy(sticky) < capacity(state, sticky):
             state.root_run += 1
             return sticky
-    roomiest = min(workers, key=lambda w: (len(w.processing) - capacity(state, w), w is sticky))
-    if len(roomiest.processing) >= capacity(state, roomiest):
+    roomiest = min(workers, key=lambda w: (busy(w) - capacity(state, w), w is sticky))
+    if busy(roomiest) >= capacity(state, roomiest):
         return None
     state.root_worker = roomiest
     state.root_run = 1

@@ -184,6 +184,7 @@ class WorkerHandle:
         self.thread: threading.Thread | None = None
         self.spill_dir: str | None = None  # made by the loop; removed when the worker ends
         self.processing: set[TaskState] = set()
+        self.long_running: set[TaskState] = set()  # of those, seceded: they hold no thread
         self.has_what: set[TaskState] = set()
         self.nbytes = 0
         self.queued_seconds = 0.0  # expected run time of the tasks in processing
@@ -281,3 +282,6 @@ class SchedulerState:
     def worker_exited(self, worker: WorkerHandle) -> bool:
         """Whether ``worker``'s process has exited (its end-of-file may not have arrived)."""
         raise NotImplementedError
+
+    def worker_left(self, worker: WorkerHandle) -> None:
+        """A worker is gone: what its tasks asked for (locks, waits, futures) goes too."""

@@ -7,6 +7,7 @@
     released   ─activate, every input in memory: make_ready─────────────► ready
     ready      ─dispatch: placement chooses the worker, send_task─► processing
     processing ─task_finished─► memory ─release_if_unneeded─► released
+    processing ─task_seceded: waits on other tasks, holds no thread─► processing
     processing ─task_erred─► erred, and mark_erred errs the tasks waiting on it
     memory, processing ─worker lost: recompute_lost─► released, activated if needed
     any state  ─no wanted key depends on it: forget_if_unneeded─► forgotten
@@ -247,6 +248,7 @@ def stop_processing(ts: TaskState) -> None:
     worker = ts.processing_on
     if worker is not None:
         worker.processing.discard(ts)
+        worker.long_running.discard(ts)
         worker.queued_seconds = max(0.0, worker.queued_seconds - ts.expected_seconds)
         if ts.resources:
             free = worker.resources_free
@@ -266,13 +268,15 @@ def task_finished(
     if ts is None or ts.state != "processing" or ts.processing_on is not worker:
         worker.to_release.append(key)  # cancelled or recomputed elsewhere meanwhile
         return
+    waited = ts in worker.long_running  # its time says nothing of its group's
     stop_processing(ts)
     ts.state = "memory"
     ts.who_has = worker
     ts.nbytes = nbytes
     worker.has_what.add(ts)
     worker.nbytes += nbytes
-    learn_task_time(state, ts, stop - start)
+    if not waited:
+        learn_task_time(state, ts, stop - start)
     state.activity.task_finished(key, ts.group, worker.name, start, stop)
     ts.counted = True
     if ts.recorder is not None:
@@ -288,6 +292,16 @@ def task_finished(
         release_if_unneeded(state, dep)
     release_if_unneeded(state, ts)
     forget_if_unneeded(state, ts)
+
+
+def task_seceded(state: SchedulerState, worker: WorkerHandle, key) -> None:
+    """``key``'s task left its thread to wait on other tasks: it takes no room on ``worker``."""
+    ts = state.tasks.get(key)
+    if ts is None or ts.state != "processing" or ts.processing_on is not worker:
+        return
+    worker.long_running.add(ts)
+    worker.queued_seconds = max(0.0, worker.queued_seconds - ts.expected_seconds)
+    ts.expected_seconds = 0.0
 
 
 def task_erred(
