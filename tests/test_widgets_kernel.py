@@ -19,6 +19,7 @@ SETUP = """\
 %load_ext lazycell
 import time
 import lazycell as lc
+lc.config.set({"panel.keep_live": True})  # these tests read the live widgets' final state
 
 def inc(x):
     return x + 1

@@ -41,6 +41,7 @@ import time
 
 import ipywidgets as widgets
 
+from lazycell import config
 from lazycell.diagnostics.compute_state import ComputeState, ComputeTracker
 from lazycell.diagnostics.figures import thinned_bars
 from lazycell.diagnostics.resources import DEFAULT_INTERVAL, ResourceSampler, total_memory
@@ -48,6 +49,7 @@ from lazycell.diagnostics.workers import WorkerMemory, worker_memory_from_info, 
 from lazycell.widgets.charts import LiveChart
 from lazycell.widgets.memory_view import MemoryView
 from lazycell.widgets.progress_view import ProgressView
+from lazycell.widgets.static_summary import static_bundle
 from lazycell.widgets.svg_charts import note, resources_chart, task_stream_chart
 
 WAITING_TEXT = "lazycell: waiting for a compute…"
@@ -167,6 +169,11 @@ class ComputePanel:
             self.render()
 
     # -- context manager
+    # Leave the live widget in the output when the block ends (True), or replace it
+    # with a static summary (False, see static_summary.py); None: the setting
+    # ``panel.keep_live`` (``%%compute --keep-live`` sets it for one cell).
+    keep_live: bool | None = None
+
     def __enter__(self) -> ComputePanel:
         if self.display:
             self._show_in_output()
@@ -176,10 +183,28 @@ class ComputePanel:
 
     def __exit__(self, *exc) -> None:
         self.tracker.stop()
+        if self._display_handle is not None and not self._keeps_live():
+            # What a saved notebook shows without its kernel; the widgets, no
+            # longer shown, are closed (a front end saving widget state drops them).
+            data, metadata = self.static_bundle()
+            self._display_handle.update(data, metadata=metadata, raw=True)
+            close_widget_tree(self.widget, *self.progress.spare_rows(), *self.memory.spare_rows())
+            return
         self.sampler.sample()
         self.render(charts=True)
         if self._display_handle is not None:
             self._display_handle.update(self._mime_bundle(), raw=True)
+
+    def _keeps_live(self) -> bool:
+        if self.keep_live is not None:
+            return self.keep_live
+        return bool(config.get("panel.keep_live"))
+
+    def static_bundle(self) -> tuple[dict, dict]:
+        """``(data, metadata)`` of the static summary of every compute the panel saw."""
+        with self.tracker.lock:
+            states = list(self.tracker.states.values())
+        return static_bundle(states)
 
     def _show_in_output(self) -> None:
         from IPython.display import display
@@ -196,6 +221,24 @@ class ComputePanel:
                 "model_id": self.widget.model_id,
             },
         }
+
+
+def close_widget_tree(*roots: widgets.Widget) -> None:
+    """Close ``roots`` and every widget they hold (children, layouts, styles), once each."""
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        widget = stack.pop()
+        if id(widget) in seen:
+            continue
+        seen.add(id(widget))
+        for name in widget.keys:
+            value = getattr(widget, name, None)
+            if isinstance(value, widgets.Widget):
+                stack.append(value)
+            elif isinstance(value, (list, tuple)):
+                stack.extend(v for v in value if isinstance(v, widgets.Widget))
+        widget.close()
 
 
 def cluster_worker_memory() -> dict[str, WorkerMemory]:
