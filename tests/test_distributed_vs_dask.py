@@ -55,7 +55,7 @@ def systems(tmp_path_factory):
         n_workers=2,
         threads_per_worker=1,
         processes=False,
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # loopback, a free port (8787 may be taken)
         resources={"GPU": 1},
     )
     d_client = distributed.Client(d_cluster)
