@@ -88,8 +88,8 @@ class CodeLocator:
         out = []
         for line in text.splitlines(keepends=True):
             match = TRACEBACK_FRAME.match(line.rstrip("\n"))
-            filename = match and self.locate(match["name"], int(match["line"]))
-            if not filename:
+            filename = self.locate(match["name"], int(match["line"])) if match else None
+            if match is None or filename is None:
                 out.append(line)
                 continue
             number = int(match["line"])

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from lazycell.diagnostics.compute_state import plural
 from lazycell.events import BUS
+from lazycell.events.bus import Subscription
 from lazycell.widgets.display_choice import choose_progress_display
 
 # Computes shorter than this show no bar: quick cells stay uncluttered.
@@ -71,7 +72,7 @@ class CountingDisplay:
     def __init__(self, display: AbstractContextManager):
         self.display = display
         self.progress = CellProgress()
-        self._subscription = None
+        self._subscription: Subscription | None = None
 
     def _on_raw(self, recorder, batch) -> None:
         # a few times a second: two attribute reads
