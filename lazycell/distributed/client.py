@@ -25,7 +25,13 @@ were released; it keeps the graph they come from, not the inputs.
 
 Creating a client makes ``scheduler="distributed"`` the default (``lc.compute``,
 ``x.compute()``, ``%%compute``) until the last open client closes, when the
-setting in force before it comes back.
+setting in force before it comes back. The same holds for dask's own
+``scheduler`` setting (when dask is installed): dask collections compute on
+the most recent open client (:func:`dask_get`), as with ``distributed.Client``.
+
+Tasks reach the cluster too: ``get_client()`` in a task submits through the
+kernel's client (``worker_client.py``, ``task_clients.py``), and ``Lock``,
+``Event``... are held by the scheduler (``primitives.py``).
 """
 
 from __future__ import annotations

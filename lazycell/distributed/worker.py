@@ -24,6 +24,11 @@
     ("gather-from", id, {addr: keys}) ► mover thread: fetch from peers, store
                                    ◄──── ("gathered", id, {key: nbytes} or error)
                                    ◄──── ("heartbeat", {rss, cpu, managed, spilled, ...})
+                                   ◄──── ("client-request", id, kind, args): a task's
+                                         get_client(), Lock, Queue... (request())
+    ("client-reply", id, ok, value) ───► control thread: to the waiting task thread
+    ("key-settled", key, status, ...) ─► control thread: the task's WorkerClient
+                                   ◄──── ("reports", [("seceded", key)]): secede()
     ("stop",)                      ───► plugins' teardown(worker), exit
 
 - ``store``: the :class:`ResultStore` of results made here; spills to disk
@@ -41,6 +46,14 @@
 - ``namespace``: a dict for resources tasks share on this worker (a database
   connection a :class:`~lazycell.distributed.plugins.WorkerPlugin` opens in
   ``setup``); tasks reach it through :func:`get_worker`.
+- ``replies``: a slot per request a task thread waits on (``request``);
+  answered by the control thread, which therefore never asks anything itself.
+  Requests that need no answer (a future released in ``__del__``) go through
+  ``told`` and the teller thread, never straight to the socket.
+- ``seceded``: task threads that left the pool (``secede()``) while they wait
+  on other tasks; a new task thread took each one's place, and each ends
+  after its task unless it rejoined (``rejoin()``: the first idle thread
+  leaves instead).
 - ``call`` and ``plugin`` run on the control thread, in order with the other
   messages: a plugin a new worker is sent before any task is set up before
   that task runs.

@@ -28,6 +28,8 @@ Parts, each importing only the ones above it:
                    task_finished, task_erred, releasing and forgetting;
 - ``membership``   workers starting, dying (recompute, ``allowed_failures``),
                    retiring, scaling, restart, interrupts;
+- ``coordination`` Lock, Semaphore, Event, Variable and Queue: named state,
+                   waiters and their deadlines, for the kernel and tasks;
 - ``loop``         ClusterScheduler: the thread, its commands, the messages to and
                    from workers, and the processes (the seams' implementations).
 
