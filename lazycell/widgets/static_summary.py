@@ -117,7 +117,8 @@ def static_html(state: ComputeState) -> str:
     return (
         '<div class="lazycell-static-summary" style="font-size:13px;line-height:1.5">'
         f'<div class="lazycell-static-summary-line">{html.escape(state.summary())}</div>'
-        '<table style="border-collapse:collapse;margin:2px 0">'
+        # color and font inherit explicitly: a page in quirks mode resets them in tables
+        '<table style="border-collapse:collapse;margin:2px 0;color:inherit;font:inherit">'
         f"<tbody>{total_row}{rows}</tbody></table></div>"
     )
 
