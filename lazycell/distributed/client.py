@@ -323,7 +323,7 @@ class Future:
         of the key is left."""
         client = self._client
         if client is not None:
-            self._client = None
+            self._client = None  # type: ignore[assignment]
             client._release_key(self.key, self._status)
 
     def add_done_callback(self, fn) -> None:
@@ -1468,8 +1468,9 @@ class get_task_stream:  # noqa: N801 - dask's name for this context manager
         return self
 
     def __exit__(self, *exc) -> None:
-        if not self.client.closed:
-            self.data.extend(self.client.get_task_stream(start=self.start, stop=time.time()))
+        client = self.client
+        if client is not None and not client.closed:
+            self.data.extend(client.get_task_stream(start=self.start, stop=time.time()))
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -59,6 +59,7 @@ from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from lazycell.diagnostics.compute_state import group_label
 from lazycell.diagnostics.resources import ResourceSampler, total_memory
 from lazycell.diagnostics.workers import cluster_task_slots
 
@@ -276,9 +277,10 @@ class RunProgress:
     and the bars show the difference, so each compute starts from zero. A
     run that starts and ends between two looks is still one run.
 
-    ``update`` returns ``{"groups": {name: counts}, "totals": counts}`` with
+    ``update`` returns ``{"groups": {label: counts}, "totals": counts}`` with
     counts ``total``, ``done``, ``erred``, ``running``, ``queued``,
-    ``waiting``: only the groups with tasks in the run. ``running`` never
+    ``waiting``: only the groups with tasks in the run, by dask's name for
+    them (``compute_state.group_label``; a row's ``names`` are the full ones). ``running`` never
     exceeds the threads; a group's share of the running tasks is its share
     of the tasks sent to workers (which of a worker's tasks run is its own
     business), rounded so the groups add up.
@@ -305,16 +307,20 @@ class RunProgress:
             if idle:
                 self.last_idle = counts
             baseline = self.baseline
-        groups = {}
+        groups: dict[str, dict] = {}  # by dask's name for the group, as the notebook panel
         for name, group in activity["groups"].items():
             before = baseline.get(name, (0, 0, 0))
             run = {f: group[f] - b for f, b in zip(self.COUNTED, before)}
             if run["total"] or run["done"] or run["erred"] or group["processing"]:
-                groups[name] = {
-                    **run,
-                    "processing": group["processing"],
-                    "waiting": group["waiting"],
-                }
+                row = groups.setdefault(
+                    group_label(name),
+                    {**dict.fromkeys(self.COUNTED, 0), "processing": 0, "waiting": 0, "names": []},
+                )
+                for field in self.COUNTED:
+                    row[field] += run[field]
+                row["processing"] += group["processing"]
+                row["waiting"] += group["waiting"]
+                row["names"].append(name)  # the full names, for the row's tooltip
         slots = cluster_task_slots(info)
         running = _shares({name: g["processing"] for name, g in groups.items()}, slots.running)
         for name, group in groups.items():

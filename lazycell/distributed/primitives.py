@@ -172,7 +172,7 @@ class Lock(Semaphore):
     def __init__(self, name: str | None = None, client: Client | None = None, **kwargs):
         super().__init__(max_leases=1, name=name, register=False, client=client)
 
-    def acquire(self, blocking: bool = True, timeout=None) -> bool:
+    def acquire(self, blocking: bool = True, timeout=None) -> bool:  # type: ignore[override]
         if not blocking:
             if timeout is not None:
                 raise ValueError("can't specify a timeout for a non-blocking call")

@@ -269,7 +269,7 @@ class WorkerClient:
                     self._refcounts[key] = 0
                     new_keys.append(key)
                 self._refcounts[key] += 1
-                futures.append(WorkerFuture(key, self, status))
+                futures.append(WorkerFuture(key, self, status))  # type: ignore[arg-type]
         # Answered once the kernel holds the keys: a release sent later cannot overtake it.
         self.worker.request("submit", graph, keys, new_keys, restrictions, options, timeout=60)
         return futures
@@ -335,6 +335,7 @@ class WorkerClient:
         return worker.fetcher.fetch(address, [key])[key]
 
     def _exception_of(self, status: KeyStatus, graph=None) -> BaseException:
+        assert status.error is not None, "settled as an error without one"
         exc = status.error.rebuild()
         annotate_task_error(exc, status.erred_key, status.erred_spec, "distributed", None)
         return exc

@@ -60,7 +60,7 @@ class EventState:
 
     def __init__(self):
         self.is_set = False
-        self.waiters: list = []
+        self.waiters: list[Waiter] = []
 
 
 class VariableState:
@@ -69,7 +69,7 @@ class VariableState:
     def __init__(self):
         self.has_value = False
         self.value = None
-        self.waiters: list = []
+        self.waiters: list[Waiter] = []
 
 
 class QueueState:
@@ -326,7 +326,7 @@ class Coordination:
 
     def close(self, why: str) -> None:
         """The cluster closes: every waiter is told, with a RuntimeError saying ``why``."""
-        waiters = []
+        waiters: list[Waiter] = []
         for sem in self.semaphores.values():
             waiters.extend(sem.waiters)
         for event in self.events.values():
@@ -336,7 +336,7 @@ class Coordination:
         for q in self.queues.values():
             waiters.extend(q.getters)
             waiters.extend(q.putters)
-        self.__init__()
+        self.semaphores, self.events, self.variables, self.queues = {}, {}, {}, {}
         for waiter in waiters:
             waiter.answer(False, RuntimeError(why))
 

@@ -67,6 +67,7 @@ import time
 import traceback
 import warnings
 from multiprocessing.connection import Connection, wait
+from typing import Any
 
 from lazycell.distributed.failures import PickledFailure
 from lazycell.distributed.protocol import dumps_control, loads_control
@@ -155,7 +156,7 @@ class ClusterScheduler(SchedulerState):
         self.plugins: dict[str, bytes] = {}  # name -> pickled WorkerPlugin, set up on every worker
         self.adaptive = None  # an Adaptive policy while cluster.adapt() is on
         self.coordination = Coordination()  # lc.Lock, Event, Semaphore, Variable, Queue
-        self.task_clients = None  # TaskClients of the kernel's Client: get_client() in tasks
+        self.task_clients: Any = None  # TaskClients of the kernel's Client: get_client() in tasks
         self.n_running_changed = threading.Condition()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)

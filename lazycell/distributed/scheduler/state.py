@@ -117,7 +117,7 @@ class TaskOptions(NamedTuple):
     """What ``submit`` / ``map`` / ``compute`` were told about a task beyond its call."""
 
     retries: int = 0  # run again up to this many times when it fails
-    priority: int = 0  # higher first, before the graph's own order (as in dask)
+    priority: float = 0  # higher first, before the graph's own order (as in dask)
     resources: dict | None = None  # abstract resources it holds on its worker while it runs
     loose_restrictions: bool = False  # ``workers=`` is a preference (allow_other_workers)
 
