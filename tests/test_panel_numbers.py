@@ -234,3 +234,14 @@ def test_a_cluster_worker_with_a_limit_is_drawn_against_it_and_says_so():
     row.show(memory)
     assert memory.limit == 10**9
     assert "drawn against the worker&#x27;s memory limit (1.0 GB)" in row.bar.value
+
+
+@pytest.mark.timeout(180)
+def test_the_dashboard_shows_dasks_group_names_with_the_full_ones_for_the_tooltip(client):
+    dashboard_data(client)  # a look at the idle cluster
+    parts = [lc.delayed(quick, name="part")(i) for i in range(3)]
+    lc.compute(lc.delayed(sum, name="part-finalize")(parts), scheduler=client)
+    after = data_while(client, lambda d: "part" in d["progress"]["groups"], "the run")
+    (row,) = after["progress"]["groups"].values()  # dask reads "finalize" as a token
+    assert (row["total"], row["done"]) == (4, 4)
+    assert sorted(row["names"]) == ["part", "part-finalize"]
