@@ -81,10 +81,10 @@ def ufunc_n():
 @pytest.fixture(autouse=True)
 def fresh_advisor():
     """A listening advisor with nothing measured; a warm processes pool (as after one use)."""
-    ADVISOR.start()
     ADVISOR.forget()
-    lc.compute(lc.delayed(inc)(1), scheduler="processes")
-    yield
+    with ADVISOR.listening():
+        lc.compute(lc.delayed(inc)(1), scheduler="processes")
+        yield
     ADVISOR.forget()
 
 
@@ -203,7 +203,35 @@ def test_config_advisor_takes_true_or_false_and_names_a_bad_value(monkeypatch):
         lc.config.set(advisor="sometimes")
 
 
-def test_advise_before_anything_was_measured_says_what_to_do():
+def test_advise_before_anything_was_measured_says_so_and_measures_from_then_on():
     ADVISOR.forget()
-    assert advise() == advisor.NOTHING_MEASURED
-    assert "Run the compute again" in advisor.NOTHING_MEASURED
+    try:
+        assert advise() == advisor.NOTHING_MEASURED
+        assert "Run the compute again" in advisor.NOTHING_MEASURED
+        with lc.config.set(scheduler="sync"):
+            lc.delayed(inc)(1).compute()
+        assert "Task group 'inc': 1 task" in str(advise())
+    finally:
+        ADVISOR.stop()
+
+
+def test_the_advisor_listens_only_while_asked():
+    assert ADVISOR.listening_now  # this module's fixture: ADVISOR.listening()
+    with ProgressBar(out=io.StringIO()):
+        pass
+    assert ADVISOR.listening_now  # the bar let go, the fixture still holds it
+    ADVISOR.release()
+    try:
+        assert not ADVISOR.listening_now
+        assert lc.diagnostics.BUS.start_compute(["a"], "sync", 1) is None
+    finally:
+        ADVISOR.acquire()
+
+
+def test_auto_measures_its_own_computes(loop_n):
+    ADVISOR.release()  # nothing listens but auto itself
+    try:
+        lc.compute(gil_bound(loop_n), scheduler="auto")
+    finally:
+        ADVISOR.acquire()
+    assert ADVISOR.computes[-1].groups["python_loop"].n_tasks == 8

@@ -59,7 +59,7 @@ def test_the_text_bar_shows_a_hint_for_pure_python_on_threads(terminal_output):
 def test_the_text_bar_shows_no_hint_for_numpy_on_threads(terminal_output):
     text = terminal_output["numpy on threads"]
     assert "100% Completed | 8/8 tasks" in text
-    assert "hint:" not in text
+    assert "hint:" not in text, text
 
 
 def test_quiet_silences_the_hint(terminal_output):

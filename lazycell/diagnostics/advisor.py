@@ -25,9 +25,10 @@
   its CPU that holds the GIL (known once it ran on two threads or more), and
   bytes in and out. The newest measure of a group replaces its profile, but
   keeps the GIL share an earlier compute measured if this one cannot tell.
-- ``Advisor``: the listener (``ADVISOR``). It listens from :meth:`Advisor.start`
-  on, which the text bar, the magics, ``scheduler="auto"`` and
-  :func:`advice_for_last_compute` call: a compute no one listens to is not
+- ``Advisor``: the listener (``ADVISOR``). It listens while a view shows a
+  compute (the text bar; a ``%%compute`` cell), while ``scheduler="auto"``
+  runs one (:meth:`Advisor.listening`), and from :func:`advice_for_last_compute`
+  on (:meth:`Advisor.start`, until ``stop``): a compute no one listens to is not
   recorded at all (see ``lazycell.events``), so it cannot be measured.
 
 How the GIL shows. ``time.thread_time`` counts the CPU a thread used, not the
@@ -48,10 +49,12 @@ scheduler, the speed of pickling to a worker process) were measured by
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import deque
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from math import fsum, inf
 from operator import sub
@@ -468,24 +471,58 @@ class Advisor:
         self._running: dict[int, ComputeMeasure] = {}
         self._sizes: dict[int, dict] = {}  # compute id -> key -> result size
         self._subscription = None
-        self.processes_ran = False
+        self._users = 0  # open acquire()s
+        self._kept = False  # start() without stop()
 
     # -- listening
-    def start(self) -> Advisor:
-        """Listen to every compute from now on (idempotent)."""
+    def acquire(self) -> None:
+        """Listen until the matching :meth:`release` (the text bar, a ``%%compute`` cell)."""
         with self.lock:
-            if self._subscription is None:
-                self._subscription = BUS.subscribe(self.on_raw, raw=True, first=True)
+            self._users += 1
+            self._subscribe()
+
+    def release(self) -> None:
+        with self.lock:
+            self._users = max(self._users - 1, 0)
+            if not self._users and not self._kept:
+                self._unsubscribe()
+
+    @contextmanager
+    def listening(self) -> Iterator[Advisor]:
+        """``with ADVISOR.listening():`` computes inside are measured."""
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def start(self) -> Advisor:
+        """Listen to every compute from now on, until :meth:`stop` (``lc.advise()`` does this)."""
+        with self.lock:
+            self._kept = True
+            self._subscribe()
         return self
 
     def stop(self) -> None:
         with self.lock:
-            if self._subscription is not None:
-                self._subscription.close()
-                self._subscription = None
+            self._kept = False
+            if not self._users:
+                self._unsubscribe()
+
+    def _subscribe(self) -> None:  # lock held
+        if self._subscription is None:
+            # First: views that ask for a hint at a compute's end find it folded.
+            self._subscription = BUS.subscribe(self.on_raw, raw=True, first=True)
+            BUS.measure_runqueue = True
+
+    def _unsubscribe(self) -> None:  # lock held
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+            BUS.measure_runqueue = False
 
     @property
-    def listening(self) -> bool:
+    def listening_now(self) -> bool:
         return self._subscription is not None
 
     def forget(self) -> None:
@@ -493,7 +530,6 @@ class Advisor:
         with self.lock:
             self.computes.clear()
             self.profiles.clear()
-            self.processes_ran = False
 
     def on_raw(self, recorder, batch) -> None:
         """The bus's raw delivery: fold one batch of one compute."""
@@ -578,8 +614,6 @@ class Advisor:
             add_inputs_and_parallelism(measure, graph, sizes, groups_of)
         measure.groups = {name: g for name, g in measure.groups.items() if g.n_tasks}
         self.computes.append(measure)
-        if measure.scheduler == "processes":
-            self.processes_ran = True
         measure.profiles = {
             name: profile_of(group, measure.scheduler, self.profiles.get(name))
             for name, group in measure.groups.items()
@@ -599,10 +633,11 @@ class Advisor:
         cores = core_count()
         configured = config.get("num_workers")
         threads = workers or configured or cores
+        processes = workers or configured or cores
         return Setting(
             cores=cores,
-            workers={"sync": 1, "threads": threads, "processes": workers or configured or cores},
-            processes_warm=self.processes_ran,
+            workers={"sync": 1, "threads": threads, "processes": processes},
+            processes_warm=processes_pool_is_running(processes),
             cluster_open=cluster_is_open(),
         )
 
@@ -637,8 +672,11 @@ class Advisor:
     def choose_for_graph(
         self, graph: Mapping[Hashable, TaskSpec], outputs: list, num_workers: int | None
     ) -> AutoChoice:
-        """``scheduler="auto"``: the scheduler this graph's groups ran best on, else threads."""
-        self.start()  # from now on computes are measured, this one too
+        """``scheduler="auto"``: the scheduler this graph's groups ran best on, else threads.
+
+        The compute itself runs inside :meth:`listening` (``set_auto_chooser``), so
+        the next one knows more.
+        """
         counts: dict[str, int] = {}
         for name in group_keys(list(graph), key_group).values():
             counts[name] = counts.get(name, 0) + 1
@@ -698,8 +736,23 @@ def add_inputs_and_parallelism(measure: ComputeMeasure, graph, sizes: dict, grou
             group.parallelism = group.n_tasks / len(levels[name])
 
 
+def processes_pool_is_running(n_workers: int) -> bool:
+    """Whether the processes scheduler's pool of ``n_workers`` is up (no start-up to pay).
+
+    Without the processes module loaded no pool can run: asking would import it.
+    """
+    processes = sys.modules.get("lazycell.schedulers.processes")
+    return processes is not None and processes.existing_pool(n_workers) is not None
+
+
 def cluster_is_open() -> bool:
-    """Whether ``scheduler="distributed"`` could run now (an open local cluster)."""
+    """Whether ``scheduler="distributed"`` could run now (an open local cluster).
+
+    Without the cluster's client module loaded no client can be open: asking
+    the registry then would import the cluster's package for nothing.
+    """
+    if "lazycell.distributed.client" not in sys.modules:
+        return False
     try:
         scheduler_entry("distributed").make(None, None)
     except Exception:  # not registered, or no open client
@@ -721,6 +774,13 @@ def notes_for(groups: list[GroupAdvice], setting: Setting) -> list[str]:
             notes.append(
                 f"{g.name!r} mostly waits: more threads overlap more of it "
                 f"(--scheduler threads --workers {more})"
+            )
+        if p.gil_share is None and p.cpu > p.wait and g.n_tasks > 1:
+            releasing = replace(p, gil_share=0.0)
+            threads = estimate_seconds(releasing, g.n_tasks, "threads", setting)
+            notes.append(
+                f"whether {g.name!r} holds the GIL shows only on 2+ threads; the estimates "
+                f"assume it does: if it releases it (NumPy), threads ≈ {seconds_text(threads)}"
             )
         moved = g.n_tasks * (p.bytes_in + p.bytes_out)
         if moved > 2e8:
@@ -771,28 +831,35 @@ def hint_text(advice: Advice) -> str | None:
 
 
 ADVISOR = Advisor()
-set_auto_chooser(ADVISOR.choose_for_graph)
+set_auto_chooser(ADVISOR.choose_for_graph, ADVISOR.listening)
 
 
 # ------------------------------------------------------------------ the plain-Python API
 
 
 def advice_for_last_compute() -> Advice | None:
-    """The advice for the last compute the advisor measured, or None (it starts listening).
+    """The advice for the last compute the advisor measured, or None.
 
-    >>> total.compute()
-    >>> print(lc.advise())          # per task group: time, CPU/wall, bytes, estimates
+    Computes are measured while a view shows them (the text bar, the panel, a
+    ``%%compute`` cell), under ``scheduler="auto"``, and always once
+    :func:`advise` found nothing to say.
     """
-    ADVISOR.start()
     with ADVISOR.lock:
         measure = ADVISOR.computes[-1] if ADVISOR.computes else None
     return None if measure is None else ADVISOR.advice_for(measure)
 
 
 def advise() -> Advice | str:
-    """``lc.advise()``: the reasoning for the last compute, or what to do to get one."""
+    """``lc.advise()``: the reasoning for the last compute, or what to do to get one.
+
+    >>> total.compute()
+    >>> print(lc.advise())          # per task group: time, CPU/wall, bytes, estimates
+
+    With nothing measured yet it says so, and measures every compute from then on.
+    """
     advice = advice_for_last_compute()
     if advice is None:
+        ADVISOR.start()
         return NOTHING_MEASURED
     return advice
 
@@ -826,6 +893,6 @@ def hint_for(state) -> str | None:
     return ADVISOR.advice_for(measure).hint
 
 
-def start() -> None:
-    """Measure computes from now on (what the text bar, magics and ``auto`` call)."""
-    ADVISOR.start()
+def listening() -> AbstractContextManager:
+    """``with advisor.listening():`` the computes inside are measured (views, ``%%compute``)."""
+    return ADVISOR.listening()

@@ -113,12 +113,14 @@ class ProgressBar:
     # -- context manager
     def __enter__(self) -> ProgressBar:
         if self.advise:
-            advisor.start()  # before the tracker: it folds each batch first
+            advisor.ADVISOR.acquire()  # measures what the bar shows, for its hint
         self.tracker.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.tracker.stop()
+        if self.advise:
+            advisor.ADVISOR.release()
 
     register = __enter__
 

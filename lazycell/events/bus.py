@@ -100,6 +100,8 @@ class EventBus:
         self._delivery_lock = threading.RLock()  # one delivery at a time
         self._dispatcher: threading.Thread | None = None
         self._compute_started = threading.Event()  # wakes a dispatcher standing by
+        # Whether new computes' lanes read their threads' runqueue wait (for the advisor).
+        self.measure_runqueue = False
         self._ids = itertools.count(1)
 
     # -- listeners

@@ -144,7 +144,7 @@ class WorkerLane:
         "runqueue_at_start",
     )
 
-    def __init__(self, worker: str):
+    def __init__(self, worker: str, measure_runqueue: bool = False):
         self.worker = worker
         self.keys: list = []
         self.starts: list = []
@@ -153,9 +153,9 @@ class WorkerLane:
         self.cpu_samples: list = []
         # The thread that writes the lane, and the seconds it had waited for a CPU
         # when the lane began (runqueue_wait): the advisor tells time lost to other
-        # programs from time lost to the GIL.
+        # programs from time lost to the GIL. Read only when asked (20 µs a lane).
         self.thread_id = threading.get_native_id()
-        self.runqueue_at_start = runqueue_wait(self.thread_id)
+        self.runqueue_at_start = runqueue_wait(self.thread_id) if measure_runqueue else None
 
     def writers(self) -> tuple:
         """``(keys.append, starts.append, stops.append, nbytes.append)`` for the hot loop.
@@ -204,6 +204,7 @@ class ComputeRecorder:
         "lanes",
         "deliver_at",
         "graph",
+        "measure_runqueue",
         "cpu_at_start",
         "cpu_at_end",
         "_bus",
@@ -224,6 +225,8 @@ class ComputeRecorder:
         # The graph (key -> TaskSpec) when the scheduler gave it: the advisor reads
         # which results each task took. Held only while the compute is recorded.
         self.graph = graph
+        # Whether each lane reads its thread's runqueue wait (EventBus.measure_runqueue).
+        self.measure_runqueue = bus.measure_runqueue
         # This process's CPU seconds (all threads) at the start and the end.
         self.cpu_at_start = process_time()
         self.cpu_at_end: float | None = None
@@ -258,7 +261,7 @@ class ComputeRecorder:
         Per task: append to its columns (see :class:`WorkerLane`); a task that
         fails: :meth:`lane_task_erred`.
         """
-        lane = WorkerLane(worker)
+        lane = WorkerLane(worker, self.measure_runqueue)
         self.lanes.append(lane)
         return lane
 

@@ -89,7 +89,6 @@ class LazycellMagics(Magics):
     def __init__(self, shell, extension):
         super().__init__(shell)
         self.extension = extension
-        advisor.start()  # measure every compute, for hints, --advise and --scheduler auto
 
     @magic_arguments()
     @argument(
@@ -274,7 +273,8 @@ class LazycellMagics(Magics):
     def _run(self, code: CellCode, choice, global_ns, local_ns, quiet: bool, debug: bool):
         display = nullcontext() if quiet else self.extension.progress_display()
         try:
-            with choice.applied(), display, breakpoint_opens_pdb():
+            # The advisor measures the cell's computes (for the hint and --advise).
+            with choice.applied(), advisor.listening(), display, breakpoint_opens_pdb():
                 return code.run(global_ns, local_ns)
         except (bdb.BdbQuit, SystemExit):
             raise  # quitting pdb or exit(): IPython handles these itself

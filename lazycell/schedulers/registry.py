@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -199,14 +200,20 @@ class AutoChoice(NamedTuple):
 
 # ``choose(graph, outputs, num_workers) -> AutoChoice``, plugged in from above.
 AutoChooser = Callable[[Mapping[Hashable, TaskSpec], list, "int | None"], AutoChoice]
-_auto_chooser: list[AutoChooser] = []
+# ``measuring()``: a context manager around each auto compute, so that it is measured.
+_auto_chooser: list[tuple[AutoChooser, Callable[[], AbstractContextManager]]] = []
 _last_auto_choice: list[AutoChoice] = []
 
 
-def set_auto_chooser(choose: AutoChooser | None) -> None:
-    """Let ``choose`` pick the scheduler of every ``scheduler="auto"`` compute (None: threads)."""
+def set_auto_chooser(
+    choose: AutoChooser | None, measuring: Callable[[], AbstractContextManager] = nullcontext
+) -> None:
+    """Let ``choose`` pick the scheduler of every ``scheduler="auto"`` compute (None: threads).
+
+    Each auto compute then runs inside ``measuring()``, so the chooser learns from it.
+    """
     with _lock:
-        _auto_chooser[:] = [] if choose is None else [choose]
+        _auto_chooser[:] = [] if choose is None else [(choose, measuring)]
 
 
 def last_auto_choice() -> AutoChoice | None:
@@ -232,13 +239,6 @@ class AutoScheduler:
     def __repr__(self) -> str:
         return f"AutoScheduler(num_workers={self.num_workers})"
 
-    def choose(self, graph: Mapping[Hashable, TaskSpec], outputs: list) -> AutoChoice:
-        with _lock:
-            choose = _auto_chooser[0] if _auto_chooser else None
-        if choose is None:
-            return AutoChoice("threads", "no advisor to ask: threads, the default")
-        return choose(graph, outputs, self.num_workers)
-
     def run(
         self,
         graph: Mapping[Hashable, TaskSpec],
@@ -246,15 +246,21 @@ class AutoScheduler:
         *,
         rerun_exceptions_locally: bool = False,
     ) -> dict:
-        choice = self.choose(graph, outputs)
         with _lock:
-            _last_auto_choice[:] = [choice]
-        entry = scheduler_entry(choice.scheduler)
-        delegate = entry.make(
-            self.num_workers if entry.takes_workers else None,
-            self.pool if entry.name == "threads" else None,
-        )
-        return delegate.run(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
+            choose, measuring = _auto_chooser[0] if _auto_chooser else (None, nullcontext)
+        with measuring():
+            if choose is None:
+                choice = AutoChoice("threads", "no advisor to ask: threads, the default")
+            else:
+                choice = choose(graph, outputs, self.num_workers)
+            with _lock:
+                _last_auto_choice[:] = [choice]
+            entry = scheduler_entry(choice.scheduler)
+            delegate = entry.make(
+                self.num_workers if entry.takes_workers else None,
+                self.pool if entry.name == "threads" else None,
+            )
+            return delegate.run(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
 
 
 register_scheduler(
