@@ -373,3 +373,34 @@ def test_as_completed_can_be_fed_from_another_thread(client):
 def test_wait_rejects_an_unknown_return_when(client):
     with pytest.raises(NotImplementedError, match="FIRST_COMPLETED"):
         lc.wait([client.submit(inc, 1)], return_when="ANY")
+
+
+# ------------------------------------------------------------------- a few more of dask's
+
+
+def test_wait_for_workers_and_nthreads(client):
+    client.wait_for_workers(2, timeout=30)
+    assert client.nthreads() == {"worker-0": 1, "worker-1": 1}
+    assert client.ncores(["worker-1"]) == {"worker-1": 1}
+    with pytest.raises(TimeoutError):
+        client.wait_for_workers(3, timeout=0.2)
+
+
+def test_futures_of_finds_futures_in_containers_and_persisted_objects(client):
+    a, b = client.submit(inc, 1), client.submit(inc, 2)
+    assert {f.key for f in lc.futures_of({"x": [a, (b, a)]})} == {a.key, b.key}
+    persisted = client.persist(lc.delayed(inc)(5))
+    assert [f.result() for f in lc.futures_of(persisted)] == [6]
+
+
+def test_futures_of_a_persisted_dask_collection(client):
+    da = pytest.importorskip("dask.array")
+    y = client.persist(da.ones(6, chunks=2))
+    assert len(lc.futures_of(y)) == 3
+
+
+def test_shutdown_closes_a_cluster_the_client_did_not_start():
+    cluster = lc.LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+    c = lc.Client(cluster, set_as_default=False)
+    c.shutdown()
+    assert c.closed and cluster.closed

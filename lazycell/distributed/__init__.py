@@ -19,6 +19,7 @@ from lazycell.distributed.client import (
     Future,
     as_completed,
     current_client,
+    futures_of,
     get_task_stream,
     wait,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "as_completed",
     "current_client",
     "fire_and_forget",
+    "futures_of",
     "get_client",
     "get_task_stream",
     "get_worker",

@@ -1018,6 +1018,33 @@ class Client:
         self._check_open()
         return self.cluster.scheduler_info()
 
+    def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
+        """Block until ``n_workers`` workers run (TimeoutError after ``timeout`` seconds)."""
+        self._check_open()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self.scheduler.running_workers()) < n_workers:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"only {len(self.scheduler.running_workers())} of {n_workers} workers "
+                    f"running after {timeout} s"
+                )
+            if self.scheduler.stopped:
+                raise RuntimeError("the cluster's scheduler has stopped")
+            time.sleep(WAIT_SLICE / 4)
+
+    def nthreads(self, workers=None) -> dict:
+        """``{worker name: threads}`` of the running workers (or the named ones)."""
+        info = self.scheduler_info()["workers"]
+        names = _worker_names(workers) if workers is not None else list(info)
+        return {name: info[name]["threads"] for name in names if name in info}
+
+    ncores = nthreads  # dask's older name
+
+    def shutdown(self) -> None:
+        """Close this client and its cluster, even one it did not start."""
+        self._close()
+        self.cluster.close()
+
     def who_has(self, futures=None) -> dict:
         """``{key: [worker names]}`` for ``futures`` (a Future or a list), or every result held."""
         self._check_open()
@@ -1441,6 +1468,20 @@ class as_completed:  # noqa: N801 - dask's name, used as a function and as a cla
             return await loop.run_in_executor(None, self.__next__)
         except StopIteration:
             raise StopAsyncIteration from None
+
+
+def futures_of(obj) -> list:
+    """The Futures in ``obj``: a Future, lists / tuples / sets / dicts of them, or a
+    collection persisted on the cluster (``client.persist(x)``)."""
+    flat: list = []
+    _collect_futures(obj, flat)
+    if isinstance(obj, Delayed):
+        _collect_futures(
+            [a.future for a in obj._spec.args or () if isinstance(a, _FutureHolder)], flat
+        )
+    elif is_dask_collection(obj):
+        _collect_futures(list(dict(obj.__dask_graph__()).values()), flat)
+    return list({id(f): f for f in flat}.values())
 
 
 class get_task_stream:  # noqa: N801 - dask's name for this context manager
