@@ -195,11 +195,9 @@ def get_scheduler(scheduler=None, **defaults):
     def lazycell_get(dsk, keys, pool=None, **options):
         callbacks = take_dask_keywords(options, RUN_OPTIONS)
         pool = config.validate("pool", pool, "pool=")  # an Executor, or None
+        chosen = pool if pool is not None else scheduler
         options = {**defaults, **options}
-        chosen = resolve_scheduler(
-            pool if pool is not None else scheduler, options.get("num_workers")
-        )
-        return run_for_dask(get, dsk, keys, chosen, options, callbacks)
+        return run_for_dask(get, resolve_scheduler, dsk, keys, chosen, options, callbacks)
 
     lazycell_get.__name__ = f"lazycell_get_{scheduler or 'default'}"
     return lazycell_get

@@ -238,6 +238,18 @@ def test_tasks_run_unwrapped_unless_a_callback_is_active():
         assert wrapped_by_callbacks(1).compute(scheduler=get_function("threads")) is True
 
 
+@pytest.mark.parametrize("executor", ["ThreadPoolExecutor", "ProcessPoolExecutor"])
+def test_callbacks_fire_when_the_graph_runs_on_a_users_pool(executor):
+    import concurrent.futures
+
+    x = array_sum()
+    seen = Recorder()
+    with getattr(concurrent.futures, executor)(2) as pool, seen:
+        assert x.compute(scheduler=get_function("sync"), pool=pool) == sum(range(400))
+    assert stable(seen.keys("posttask")) == dask_task_keys(x)
+    assert seen.calls[-1] == ("finish", False)
+
+
 # ----------------------------------------------------- dask's multiprocessing config
 
 

@@ -83,6 +83,8 @@ def take_dask_keywords(options: dict, run_options: tuple) -> list:
     ``callbacks=`` (``Callback`` objects or dask's 5-tuples) is honoured;
     ``cache=`` and anything not in ``run_options`` is a TypeError that says why.
     """
+    if not options:  # what dask passes from a plain .compute()
+        return []
     callbacks = options.pop("callbacks", None)
     for name, why in _REFUSED_WITH_REASON.items():
         if options.get(name) is not None:
@@ -102,16 +104,24 @@ def take_dask_keywords(options: dict, run_options: tuple) -> list:
     return [normalize_callback(cb) for cb in callbacks]
 
 
-def run_for_dask(get: Callable, dsk, keys, scheduler, options: dict, callbacks: list) -> object:
+def run_for_dask(
+    get: Callable, resolve: Callable, dsk, keys, scheduler, options: dict, callbacks: list
+) -> object:
     """Run ``dsk`` for ``keys`` with ``get`` (``lc.get``) on ``scheduler``, as dask would.
 
-    ``scheduler`` is a scheduler object; a processes scheduler takes dask's
-    ``multiprocessing.initializer`` / ``multiprocessing.context`` config, and
-    dask's active callbacks (or ``callbacks``) are called around the run.
+    ``scheduler`` is what ``get`` takes (a name, an Executor, None);
+    ``resolve(scheduler, num_workers)`` makes the scheduler object, which is
+    needed only when dask's ``multiprocessing.*`` config is set (a processes
+    scheduler takes it) or when dask's active callbacks (or ``callbacks``)
+    are to be called around the run. Otherwise this is ``get`` itself.
     """
-    scheduler = _with_dask_multiprocessing_config(scheduler)
     dask_callbacks = sys.modules.get("dask.callbacks")
-    if not callbacks and (dask_callbacks is None or not dask_callbacks.Callback.active):
+    observe = callbacks or (dask_callbacks is not None and dask_callbacks.Callback.active)
+    if observe or _dask_multiprocessing_config():
+        scheduler = _with_dask_multiprocessing_config(
+            resolve(scheduler, options.get("num_workers"))
+        )
+    if not observe:
         return get(dsk, keys, scheduler=scheduler, **options)
     # As dask.local.get_async: the callbacks of this run are taken out of the
     # active set for its duration, so a compute nested in a task does not fire them.
@@ -291,14 +301,28 @@ class ObservedTask:
 HONOURED_CONTEXTS = ("spawn", "forkserver")
 
 
+def _dask_multiprocessing_config() -> dict:
+    """dask's ``multiprocessing`` settings that ask something of lazycell's workers, if any."""
+    dask_config = sys.modules.get("dask.config")
+    if dask_config is None:  # dask did not call us, so it set nothing
+        return {}
+    # The config dict itself (dask.config.set changes it in place): two look-ups
+    # instead of dask.config.get's path walk, on every get-function call.
+    settings = dask_config.config.get("multiprocessing") or {}
+    return {
+        name: value
+        for name, value in settings.items()
+        if (name == "initializer" and value is not None)
+        or (name == "context" and value not in (None, "spawn"))
+    }
+
+
 def _with_dask_multiprocessing_config(scheduler):
     """``scheduler``, or for processes one that honours dask's ``multiprocessing.*`` config."""
     if getattr(scheduler, "name", None) != "processes":
         return scheduler
-    dask_config = sys.modules.get("dask.config")
-    if dask_config is None:
-        return scheduler
-    context = dask_config.get("multiprocessing.context", "spawn")
+    settings = _dask_multiprocessing_config()
+    context = settings.get("context", "spawn")
     if context not in HONOURED_CONTEXTS:
         raise ValueError(
             f"dask's config sets multiprocessing.context={context!r}, which lazycell's processes "
@@ -307,7 +331,7 @@ def _with_dask_multiprocessing_config(scheduler):
             "dask.config.set({'multiprocessing.context': 'spawn'}), or use dask's own "
             "processes scheduler for a forked pool"
         )
-    initializer = dask_config.get("multiprocessing.initializer", None)
+    initializer = settings.get("initializer")
     if initializer is None:
         return scheduler
     if not callable(initializer):
