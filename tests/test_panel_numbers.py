@@ -245,3 +245,32 @@ def test_the_dashboard_shows_dasks_group_names_with_the_full_ones_for_the_toolti
     (row,) = after["progress"]["groups"].values()  # dask reads "finalize" as a token
     assert (row["total"], row["done"]) == (4, 4)
     assert sorted(row["names"]) == ["part", "part-finalize"]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_the_dashboard_page_says_queued_apart_and_starts_each_run_from_zero(client):
+    from browser_helpers import chromium_page, screenshot
+
+    lc.compute([lc.delayed(quick, name="warmup")(i) for i in range(50)], scheduler=client)
+    dashboard_data(client)  # the idle look before the run
+    run = [lc.delayed(nap, name="slow")(i) for i in range(60)]
+    runner = threading.Thread(target=lc.compute, args=(run,), kwargs={"scheduler": client})
+    with chromium_page() as page:
+        page.goto(client.dashboard_link)
+        runner.start()
+        try:
+            overall_text = "document.querySelector('#progress .lazycell-overall-bar .text')"
+            page.wait_for_function(
+                f"() => / running/.test({overall_text}?.innerText)", timeout=60_000
+            )
+            status = page.inner_text("#status")
+            overall = page.inner_text("#progress .lazycell-overall-bar .text")
+            screenshot(page, "dashboard-running.png")
+        finally:
+            runner.join(timeout=DEADLINE)
+    running = int(status.split(" running")[0].split("· ")[-1])
+    assert running <= 2  # one worker, two threads
+    assert f"{running} running · " in status and " queued · " in status
+    assert overall.split(" · ")[0].endswith("/ 60")  # this run's tasks only
