@@ -13,7 +13,9 @@
     computing thread, compute's end:
     final batch ──► render the bars at once, so the finished totals reach the
                     front end before the compute returns
-    leaving ``with``: a last sample and render, charts included, before the
+    leaving ``with``: the output becomes a static summary (static_summary.py:
+    what a saved notebook shows without its kernel) and the widgets close; or,
+    with ``keep_live``, a last sample and render, charts included, before the
     cell's reply
 
 Why no thread of its own: every thread that wakes during a compute takes the
