@@ -8,9 +8,16 @@ LINTED := lazycell tests benchmarks
 TYPED := $(wildcard lazycell/graph lazycell/schedulers lazycell/events)
 MYPY := $(BIN)/mypy $(TYPED)
 
+# The JupyterLab extension (labextension/): pip's build hook builds it with
+# Node and jlpm; a change to its sources reinstalls, and so rebuilds it.
+LABEXT_SOURCES := $(wildcard labextension/package.json labextension/yarn.lock \
+	labextension/tsconfig.json labextension/src/*.ts labextension/style/*)
+
 .PHONY: setup demo test test-fast bench lint typecheck clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LABEXT_SOURCES)
+	@command -v node >/dev/null || { echo "make setup builds the JupyterLab extension in" \
+		"labextension/ and needs Node.js 20 (node on PATH); install it and run make again"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dask,test]"
@@ -46,3 +53,5 @@ typecheck: $(STAMP)  ## mypy alone (also the pre-commit hook)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache
+	rm -rf labextension/node_modules labextension/lib labextension/tsconfig.tsbuildinfo \
+		lazycell/labextension

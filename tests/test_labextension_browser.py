@@ -1,0 +1,180 @@
+"""The JupyterLab extension in a real JupyterLab, in headless Chromium.
+
+One lab server and one browser for the module (``lab_helpers``); the
+notebook's kernel is this interpreter's ipykernel. The tests run in order on
+one notebook: load lazycell, run a ~5 s ``%%compute``, watch the status item
+and the side panel, check the history, reload mid-compute, switch to the dark
+theme. Screenshots go to ``test-artifacts/`` (the README's to ``docs/images/``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from browser_helpers import ARTIFACTS
+from lab_helpers import LabPage, chromium, lab_server, write_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
+
+DOCS_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+PANEL = "#lazycell-sidepanel"
+
+SETUP_CELL = "%load_ext lazycell\nimport lazycell as lc"
+# 50 tasks of 0.2 s on 2 threads: about 5 s.
+COMPUTE_CELL = """\
+%%compute --scheduler threads --workers 2
+import time
+
+def slow_square(x):
+    time.sleep(0.2)
+    return x * x
+
+total = lc.delayed(sum, name="total")(
+    [lc.delayed(slow_square, name="slow_square")(i) for i in range(50)]
+)
+total
+"""
+TASKS = 51
+# The same, twice as long, for the reload: the page must come back before it ends.
+LONG_COMPUTE_CELL = COMPUTE_CELL.replace("range(50)", "range(100)")
+LONG_TASKS = 101
+DONE = re.compile(r"^([\d,]+)/([\d,]+) tasks")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("lab-extension")
+    with lab_server(scratch) as server:
+        write_notebook(
+            server.root / "lazycell.ipynb", [SETUP_CELL, COMPUTE_CELL, LONG_COMPUTE_CELL]
+        )
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            lab_page = LabPage(page, server)
+            lab_page.open_notebook("lazycell.ipynb")
+            yield lab_page
+
+
+def save(lab: LabPage, name: str, docs: bool = False) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    lab.page.screenshot(path=str(path))
+    if docs:
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_IMAGES / name)
+    return path
+
+
+def progress_done(lab: LabPage) -> int | None:
+    """Tasks done, as the panel's progress line says while the compute runs."""
+    text = lab.page.evaluate(
+        "() => document.querySelector('.lazycell-Progress-text')?.textContent ?? ''"
+    )
+    match = DONE.match(text)
+    return int(match.group(1).replace(",", "")) if match else None
+
+
+def test_labextension_list_shows_lazycell_enabled_and_ok():
+    listed = subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    text = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)
+    (line,) = [line for line in text.splitlines() if line.strip().startswith("lazycell ")]
+    assert "enabled" in line and "OK" in line and "(python, lazycell)" in line, line
+
+
+def test_status_item_offers_lazycell_then_shows_the_scheduler(lab):
+    lab.page.wait_for_selector(".lazycell-StatusItem:has-text('lazycell: not loaded')")
+    lab.run_cell(0)
+    lab.wait_for_execution_count(0, 1)
+    lab.page.wait_for_selector(".lazycell-StatusItem:has-text('lazycell: threads')")
+    lab.page.click(".lazycell-StatusItem")
+    lab.page.wait_for_selector(f"{PANEL} .lazycell-HistorySection", state="visible")
+
+
+def test_status_and_panel_move_while_the_cell_runs_and_history_lists_it(lab):
+    lab.run_cell(1)
+    statuses, done = set(), []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and lab.execution_count(1) != 2:
+        statuses.add(lab.status_text())
+        count = progress_done(lab)
+        if count is not None and (not done or count != done[-1]):
+            done.append(count)
+        if len(done) == 3:
+            save(lab, "lab-sidepanel.png", docs=True)
+        time.sleep(0.1)
+    lab.wait_for_execution_count(1, 2)
+    running = [s for s in statuses if "tasks" in s]
+    assert running and all(s.startswith("lazycell: threads · ") for s in running), statuses
+    assert any(re.search(r"\d+/51 tasks · 2 workers", s) for s in running), statuses
+    # The panel's progress moved before the cell ended.
+    assert len(done) >= 3 and done == sorted(done) and done[-1] < TASKS, done
+    lab.page.wait_for_selector(".lazycell-StatusItem:text-is('lazycell: threads')")
+    row = lab.page.wait_for_selector(".lazycell-HistoryRow:has-text('In [2]')")
+    assert "51 tasks" in row.inner_text() and "threads" in row.inner_text()
+    assert "✔" in lab.page.inner_text(".lazycell-Compute .lazycell-Progress-text")
+    save(lab, "lab-sidepanel-finished.png")
+
+
+def test_a_history_row_shows_its_cell(lab):
+    lab.page.evaluate(
+        "() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 0; }"
+    )
+    lab.page.click(".lazycell-HistoryRow:has-text('In [2]')")
+    lab.page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex === 1"
+    )
+
+
+def test_the_panel_recovers_after_a_reload_mid_compute(lab):
+    lab.run_cell(2)
+    lab.page.wait_for_selector(".lazycell-StatusItem:has-text('tasks')", timeout=30_000)
+    lab.page.reload()
+    lab.page.wait_for_function("() => window.jupyterapp?.shell?.currentWidget", timeout=90_000)
+    # The layout restorer reopens the panel; the kernel's broadcasts reach it mid-compute.
+    lab.page.wait_for_selector(f"{PANEL}", state="visible", timeout=60_000)
+    lab.page.wait_for_function(
+        "() => /^\\d+\\/101 tasks/.test(document.querySelector('.lazycell-Progress-text')"
+        "?.textContent ?? '')",
+        timeout=60_000,
+    )
+    during = progress_done(lab)
+    assert during is not None and during < LONG_TASKS
+    # ... and it keeps moving: the reloaded page follows the running compute.
+    lab.page.wait_for_function(
+        "(during) => { const m = /^(\\d+)\\/101 tasks/.exec(document.querySelector("
+        "'.lazycell-Progress-text')?.textContent ?? ''); return m && Number(m[1]) > during; }",
+        arg=during,
+        timeout=30_000,
+    )
+    save(lab, "lab-sidepanel-after-reload.png")
+    # The reloaded page's own request is answered when the cell ends: the history
+    # the kernel kept, with the compute from before the reload.
+    lab.page.wait_for_selector(".lazycell-HistoryRow:has-text('In [3]')", timeout=60_000)
+    assert "101 tasks" in lab.page.inner_text(".lazycell-HistoryRow:has-text('In [3]')")
+    assert lab.page.locator(".lazycell-HistoryRow:has-text('In [2]')").count() == 1
+
+
+def test_dark_theme_screenshot(lab):
+    lab.command("apputils:change-theme", {"theme": "JupyterLab Dark"})
+    lab.page.wait_for_function(
+        "() => document.body.dataset.jpThemeName === 'JupyterLab Dark'", timeout=30_000
+    )
+    lab.page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=30_000)
+    lab.page.wait_for_selector(f"{PANEL} .lazycell-HistoryRow")
+    background = lab.page.evaluate(
+        f"() => getComputedStyle(document.querySelector('{PANEL}')).backgroundColor"
+    )
+    red, green, blue = (int(v) for v in re.findall(r"\d+", background)[:3])
+    assert red + green + blue < 3 * 100, background  # a dark panel, from --jp-layout-color1
+    save(lab, "lab-sidepanel-dark.png", docs=True)
