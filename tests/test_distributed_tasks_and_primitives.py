@@ -400,3 +400,34 @@ def test_queue_timeouts_and_batches(client):
     for i in range(3):
         unbounded.put(i)
     assert unbounded.get(batch=2) == [0, 1]
+
+
+def put_a_new_future(queue):
+    queue.put(lc.get_client().submit(pow, 2, 10, pure=False))
+
+
+def result_of_a_queued_future(queue):
+    future = queue.get(timeout=30)
+    with lc.worker_client():
+        return future.result(timeout=30)
+
+
+def test_a_future_a_task_puts_on_a_queue_reaches_the_kernel_and_other_tasks(client):
+    queue = lc.Queue()
+    client.submit(put_a_new_future, queue, pure=False).result(timeout=30)
+    from_kernel = queue.get(timeout=10)
+    assert isinstance(from_kernel, lc.Future) and from_kernel.result(timeout=30) == 1024
+    client.submit(put_a_new_future, queue, pure=False).result(timeout=30)
+    assert client.submit(result_of_a_queued_future, queue, pure=False).result(timeout=30) == 1024
+
+
+def test_a_future_the_kernel_sets_in_a_variable_is_a_future_in_tasks(client):
+    var = lc.Variable()
+    var.set(client.submit(pow, 3, 3, pure=False))
+    assert client.submit(result_of_a_variable_future, var).result(timeout=30) == 27
+
+
+def result_of_a_variable_future(var):
+    future = var.get(timeout=30)
+    with lc.worker_client():
+        return future.result(timeout=30)

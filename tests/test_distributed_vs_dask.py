@@ -185,6 +185,18 @@ def put_square(system_name, name, i):
     module_of(system_name).Queue(name).put(i * i)
 
 
+def put_new_future(system_name, name):
+    api = module_of(system_name)
+    api.Queue(name).put(api.get_client().submit(pow, 2, 10, pure=False))
+
+
+def result_of_queued_future(system_name, name):
+    api = module_of(system_name)
+    future = api.Queue(name).get(timeout=30)
+    with api.worker_client():
+        return future.result(timeout=30)
+
+
 def get_variable(system_name, name):
     return module_of(system_name).Variable(name).get(timeout=10)
 
@@ -542,6 +554,17 @@ def queue_between_tasks_and_kernel(system, tmp):
     return queue.qsize(), sorted(queue.get(batch=True)), queue.qsize()
 
 
+def futures_through_a_queue(system, tmp):
+    name = unique(system, "queue")
+    queue = system.api.Queue(name)
+    c = system.client
+    c.submit(put_new_future, system.name, name, pure=False).result(timeout=30)
+    in_kernel = queue.get(timeout=10).result(timeout=30)
+    c.submit(put_new_future, system.name, name, pure=False).result(timeout=30)
+    in_task = c.submit(result_of_queued_future, system.name, name, pure=False).result(timeout=30)
+    return in_kernel, in_task
+
+
 def queue_get_times_out(system, tmp):
     system.api.Queue(unique(system, "queue")).get(timeout=0.1)
 
@@ -599,6 +622,7 @@ SCENARIOS = [
     variable_get_times_out,
     variable_holds_a_future,
     queue_between_tasks_and_kernel,
+    futures_through_a_queue,
     queue_get_times_out,
     queue_batch_with_timeout,
     queue_batch_of_n,

@@ -1241,6 +1241,7 @@ class Client:
 
     # -- as a scheduler: lc.compute(..., scheduler=client) or "distributed"
     name = "distributed"
+    future_type = Future  # what TaskClients hands tasks (task_clients.py)
 
     def graph_runner(self) -> ClusterGraphRunner:
         """This client in the shape every scheduler has (``name``, ``n_workers``, ``run``)."""

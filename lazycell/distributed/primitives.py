@@ -15,8 +15,9 @@ primitive passed to a task travels by name. Every wait has a way out: its
 ``timeout``; the task's worker dying (its waits are dropped, the locks and
 leases its tasks held are released); the cluster closing (a RuntimeError);
 Ctrl-C in the kernel (the wait is withdrawn, a lease got meanwhile given back).
-A ``Variable`` or ``Queue`` set in the kernel may hold a Future (kept alive
-while it is there); values set by tasks must be picklable.
+A ``Variable`` or ``Queue`` may hold a Future, put there by the kernel or a
+task (the cluster keeps its result while it is there); other values must be
+picklable.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from __future__ import annotations
 import uuid
 from collections import deque
 
-from lazycell.distributed.client import Client, current_client
+from lazycell.distributed.client import Client, Future, current_client
 from lazycell.distributed.plugins import worker_of_thread
+from lazycell.distributed.task_clients import FutureKey
 
 
 def _seconds(timeout) -> float | None:
@@ -54,6 +56,7 @@ def _ask(client: Client | None, kind: str, *args):
     """One coordination request, from a task (through its worker) or the kernel."""
     worker = getattr(worker_of_thread, "worker", None)
     if worker is not None and hasattr(worker, "request"):
+        args = tuple(FutureKey(a.key) if isinstance(a, Future) else a for a in args)
         return worker.request(kind, *args, timeout=None)
     client = client or current_client()
     client._check_open()

@@ -23,6 +23,21 @@ from __future__ import annotations
 
 from lazycell.distributed.scheduler import transitions
 
+VALUE_REQUESTS = ("variable-set", "queue-put")  # their second argument is a value
+
+
+class FutureKey:
+    """A Future on its way between a task and the scheduler (a Variable's or Queue's
+    value): its key. Each side turns it into a future of its own for that key."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key):
+        self.key = key
+
+    def __reduce__(self):
+        return (FutureKey, (self.key,))
+
 
 class TaskClients:
     """The futures held by the tasks of each worker, through the kernel's ``client``."""
@@ -88,6 +103,33 @@ class TaskClients:
             scheduler.submit_command("to-worker", worker_name, message)
 
         future.add_done_callback(push)
+
+    def import_value(self, worker_name: str, kind: str, args: tuple) -> tuple:
+        """A task put a future in a Variable or Queue: the kernel holds it there."""
+        if kind not in VALUE_REQUESTS or type(args[1]) is not FutureKey:
+            return args
+        key = args[1].key
+        future = self.held.get(worker_name, {}).get(key)
+        if future is not None:  # another future of the key: held as long as the value is
+            (future,) = self.client._submit_graph({}, [key])
+            return (args[0], future, *args[2:])
+        raise ValueError(
+            f"the future {key!r} is not held by this task's client; pass a future "
+            "the task made or received"
+        )
+
+    def export_value(self, worker_name: str, value):
+        """An answer to a task holding kernel futures: their keys, each held for the
+        worker until its task's client releases it."""
+        if isinstance(value, list):
+            return [self.export_value(worker_name, item) for item in value]
+        if type(value) is not self.client.future_type:
+            return value
+        held = self.held.setdefault(worker_name, {})
+        if value.key not in held:
+            held[value.key] = value
+            self.watch(worker_name, value)
+        return FutureKey(value.key)
 
     def worker_gone(self, worker_name: str) -> None:
         """A worker died or stopped: the futures its tasks held are dropped."""

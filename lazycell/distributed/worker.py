@@ -109,6 +109,14 @@ from lazycell.events.failure import Failure, type_name_of
 from lazycell.graph.spec import describe_task, run_task
 
 FLUSH_INTERVAL = 0.005
+
+
+def _holds_future_key(value) -> bool:
+    if type(value).__name__ == "FutureKey":
+        return True
+    return type(value) is list and any(type(v).__name__ == "FutureKey" for v in value)
+
+
 _running = threading.local()  # .key: the task a task thread runs (for secede())
 _LEAVE_POOL = ("leave-pool",)  # on the task queue: the thread that takes it ends (rejoin())
 MEMORY_SAMPLE_SECONDS = 0.05
@@ -232,6 +240,8 @@ class Worker:
                 ).start()
             elif kind == "client-reply":
                 _, request_id, ok, value = message
+                if ok and _holds_future_key(value):  # before any later "key-settled"
+                    value = self.adopt_futures(value)
                 slot = self.replies.pop(request_id, None)
                 if slot is not None:
                     slot.put((ok, value))
@@ -279,6 +289,16 @@ class Worker:
         if not ok:
             raise value.rebuild() if isinstance(value, PickledFailure) else value
         return value
+
+    def adopt_futures(self, value):
+        """Futures the scheduler handed a task (a Variable's or Queue's value) become
+        futures of this worker's client."""
+        from lazycell.distributed.worker_client import get_client
+
+        client = get_client()
+        if isinstance(value, list):
+            return [client.adopt(v.key) if type(v).__name__ == "FutureKey" else v for v in value]
+        return client.adopt(value.key)
 
     def tell(self, kind: str, *args) -> None:
         """A request that needs no answer (releasing futures, say). Sent by the teller

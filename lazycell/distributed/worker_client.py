@@ -274,6 +274,16 @@ class WorkerClient:
         self.worker.request("submit", graph, keys, new_keys, restrictions, options, timeout=60)
         return futures
 
+    def adopt(self, key) -> Future:
+        """A future for ``key``, which the kernel already holds for this worker."""
+        with self._lock:
+            status = self._statuses.get(key)
+            if status is None:
+                status = self._statuses[key] = KeyStatus(key)
+                self._refcounts[key] = 0
+            self._refcounts[key] += 1
+            return WorkerFuture(key, self, status)  # type: ignore[arg-type]
+
     # -- results
     def gather(self, futures, errors: str = "raise"):
         """Values of futures (a Future, or lists / tuples / dicts of them), same shape."""

@@ -437,6 +437,14 @@ class ClusterScheduler(SchedulerState):
         (submit, release, ...) goes to the kernel's client (``task_clients``)."""
         answer = self.answer_to(worker, request_id)
         if what.startswith(COORDINATION_REQUESTS):
+            clients = self.task_clients
+            if clients is not None:  # futures in Variables and Queues (task_clients.py)
+                try:
+                    args = clients.import_value(worker.name, what, args)
+                except Exception as exc:
+                    answer(False, exc)
+                    return
+                answer = _exporting(answer, clients, worker.name)
             self.coordination.handle(worker.name, what, args, answer, time.monotonic())
             return
         if self.task_clients is None:
@@ -697,6 +705,13 @@ class ClusterScheduler(SchedulerState):
 
 
 COORDINATION_REQUESTS = ("semaphore-", "event-", "variable-", "queue-", "cancel-acquire")
+
+
+def _exporting(answer, clients, worker_name: str):
+    def answer_with_keys(ok: bool, value) -> None:
+        answer(ok, clients.export_value(worker_name, value) if ok else value)
+
+    return answer_with_keys
 
 
 def _no_answer(ok: bool, value) -> None:
