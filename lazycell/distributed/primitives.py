@@ -28,6 +28,7 @@ from collections import deque
 from lazycell.distributed.client import Client, Future, current_client
 from lazycell.distributed.plugins import worker_of_thread
 from lazycell.distributed.task_clients import FutureKey
+from lazycell.distributed.worker_client import get_client
 
 
 def _seconds(timeout) -> float | None:
@@ -57,6 +58,8 @@ def _ask(client: Client | None, kind: str, *args):
     worker = getattr(worker_of_thread, "worker", None)
     if worker is not None and hasattr(worker, "request"):
         args = tuple(FutureKey(a.key) if isinstance(a, Future) else a for a in args)
+        if kind in ("variable-get", "queue-get"):
+            get_client()  # the answer may hold futures: the worker's client takes them
         return worker.request(kind, *args, timeout=None)
     client = client or current_client()
     client._check_open()

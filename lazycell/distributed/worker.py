@@ -240,8 +240,8 @@ class Worker:
                 ).start()
             elif kind == "client-reply":
                 _, request_id, ok, value = message
-                if ok and _holds_future_key(value):  # before any later "key-settled"
-                    value = self.adopt_futures(value)
+                if ok and self.task_client is not None and _holds_future_key(value):
+                    value = self.task_client.adopt_keys(value)  # before any "key-settled"
                 slot = self.replies.pop(request_id, None)
                 if slot is not None:
                     slot.put((ok, value))
@@ -289,16 +289,6 @@ class Worker:
         if not ok:
             raise value.rebuild() if isinstance(value, PickledFailure) else value
         return value
-
-    def adopt_futures(self, value):
-        """Futures the scheduler handed a task (a Variable's or Queue's value) become
-        futures of this worker's client."""
-        from lazycell.distributed.worker_client import get_client
-
-        client = get_client()
-        if isinstance(value, list):
-            return [client.adopt(v.key) if type(v).__name__ == "FutureKey" else v for v in value]
-        return client.adopt(value.key)
 
     def tell(self, kind: str, *args) -> None:
         """A request that needs no answer (releasing futures, say). Sent by the teller

@@ -56,6 +56,7 @@ from lazycell.distributed.client import (
 from lazycell.distributed.plugins import worker_of_thread
 from lazycell.distributed.protocol import MissingData
 from lazycell.distributed.scheduler import KeyStatus, TaskOptions
+from lazycell.distributed.task_clients import FutureKey
 from lazycell.graph.keys import pure_key, random_key
 from lazycell.graph.spec import call_spec, data_spec, key_group
 from lazycell.schedulers.errors import annotate_task_error
@@ -273,6 +274,13 @@ class WorkerClient:
         # Answered once the kernel holds the keys: a release sent later cannot overtake it.
         self.worker.request("submit", graph, keys, new_keys, restrictions, options, timeout=60)
         return futures
+
+    def adopt_keys(self, value):
+        """Futures the scheduler handed a task (a Variable's or Queue's value, as
+        ``FutureKey``: see task_clients.py) become futures of this client."""
+        if isinstance(value, list):
+            return [self.adopt(v.key) if type(v) is FutureKey else v for v in value]
+        return self.adopt(value.key)
 
     def adopt(self, key) -> Future:
         """A future for ``key``, which the kernel already holds for this worker."""
