@@ -15,7 +15,8 @@ class LiveChart:
     """One chart: ``show(markup)`` replaces what it shows (sent only when it changed)."""
 
     def __init__(self, dom_class: str, placeholder: str = ""):
-        self.widget = widgets.HTML(placeholder, layout=widgets.Layout(width="100%"))
+        # No margin: the HTML widget's default 2 px each side would overflow a 100 % width.
+        self.widget = widgets.HTML(placeholder, layout=widgets.Layout(width="100%", margin="0"))
         self.widget.add_class("lazycell-chart")
         self.widget.add_class(dom_class)
 
