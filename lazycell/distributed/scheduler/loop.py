@@ -65,7 +65,6 @@ import tempfile
 import threading
 import time
 import traceback
-import warnings
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -74,7 +73,12 @@ from lazycell.distributed.protocol import dumps_control, loads_control
 from lazycell.distributed.scheduler import membership, transitions
 from lazycell.distributed.scheduler.coordination import Coordination
 from lazycell.distributed.scheduler.placement import GUESSED_TASK_SECONDS
-from lazycell.distributed.scheduler.state import PendingCall, SchedulerState, WorkerHandle
+from lazycell.distributed.scheduler.state import (
+    PendingCall,
+    SchedulerState,
+    WorkerHandle,
+    warn_user,
+)
 
 # Called for every task: imported by name so the hot loop does no module lookup.
 from lazycell.distributed.scheduler.transitions import dispatch, task_erred, task_finished
@@ -417,19 +421,17 @@ class ClusterScheduler(SchedulerState):
         elif kind == "paused":
             _, worker.paused, rss = message
             if worker.paused:
-                warnings.warn(
-                    f"lazycell: {worker.name} uses {rss / 1e6:.0f} MB, over "
+                warn_user(
+                    f"{worker.name} uses {rss / 1e6:.0f} MB, over "
                     f"{self.thresholds['pause']:.0%} of its memory limit; it starts no new "
-                    "tasks until memory is freed",
-                    RuntimeWarning,
-                    stacklevel=1,
+                    "tasks until memory is freed"
                 )
         elif kind == "restarting":
             worker.exit_reason = (
                 f"used {message[1] / 1e6:.0f} MB, over {self.thresholds['terminate']:.0%} "
                 "of its memory limit, and was restarted"
             )
-            warnings.warn(f"lazycell: {worker.name} {worker.exit_reason}", RuntimeWarning, 1)
+            warn_user(f"{worker.name} {worker.exit_reason}")
 
     # -- requests of tasks (get_client(), Lock, Event, Semaphore, Variable, Queue)
     def client_request(self, worker: WorkerHandle, request_id, what: str, args: tuple) -> None:

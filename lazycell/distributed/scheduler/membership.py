@@ -36,11 +36,10 @@ through the seams of :class:`~lazycell.distributed.scheduler.state.SchedulerStat
 from __future__ import annotations
 
 import sys
-import warnings
 
 from lazycell.distributed.activity import ClusterActivity
 from lazycell.distributed.failures import PickledFailure
-from lazycell.distributed.scheduler.state import SchedulerState, WorkerHandle
+from lazycell.distributed.scheduler.state import SchedulerState, WorkerHandle, warn_user
 from lazycell.distributed.scheduler.transitions import (
     activate,
     cancel,
@@ -271,11 +270,9 @@ def results_moved(state: SchedulerState, request_id: int, moved: dict, error: st
             status.address = receiver.address
             status.worker_name = receiver.name
     if error:
-        warnings.warn(
-            f"lazycell: moving results off retiring {retiring.name} failed ({error}); "
-            "what did not move is recomputed if it is needed",
-            RuntimeWarning,
-            stacklevel=1,
+        warn_user(
+            f"moving results off retiring {retiring.name} failed ({error}); "
+            "what did not move is recomputed if it is needed"
         )
     if retiring.pending_moves is not None:
         retiring.pending_moves.discard(request_id)

@@ -46,6 +46,7 @@ import itertools
 import queue
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, NamedTuple
@@ -57,6 +58,15 @@ from lazycell.graph.spec import TaskSpec
 if TYPE_CHECKING:
     import subprocess
     from multiprocessing.connection import Connection
+
+
+def warn_user(message: str) -> None:
+    """A RuntimeWarning about the cluster, shown as ``lazycell:0: RuntimeWarning: lazycell:
+    ...``: it is raised on the scheduler thread, where no line of the user's (nor of
+    lazycell's) is the place to point at."""
+    warnings.warn_explicit(
+        f"lazycell: {message}", RuntimeWarning, filename="lazycell", lineno=0, module="lazycell"
+    )
 
 
 class TaskState:
