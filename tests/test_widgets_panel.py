@@ -1,6 +1,7 @@
 """ComputePanel built in a plain process (ipywidgets need no kernel): widget state."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -279,3 +280,44 @@ print(panel.task_stream.markup.count("<rect "), "numpy" in sys.modules and sys.m
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["6", "None"]
+
+
+# -- the charts' markup, from hand-made bars
+
+
+def test_task_stream_rows_are_workers_in_natural_order_with_long_names_cut_and_whole_in_a_tooltip():
+    from lazycell.diagnostics.compute_state import TaskBar
+    from lazycell.widgets.svg_charts import task_stream_chart
+
+    long_name = "tcp://127.0.0.1:40123/a-very-long-worker-name-indeed"
+    workers = ["thread-10", "thread-2", long_name]
+    bars = [
+        TaskBar(worker, 0.1 * i, 0.1 * i + 0.05, "g", False) for i, worker in enumerate(workers)
+    ]
+    markup = task_stream_chart(bars, ["g"], duration=0.5)
+    labels = re.findall(r'text-anchor="end"><title>([^<]*)</title>([^<]*)</text>', markup)
+    assert [full for full, _ in labels] == [long_name, "thread-2", "thread-10"]
+    shown = dict(labels)
+    assert shown["thread-2"] == "thread-2"
+    assert shown[long_name].endswith("…") and len(shown[long_name]) < len(long_name)
+
+
+def test_chart_text_is_escaped():
+    from lazycell.diagnostics.compute_state import TaskBar
+    from lazycell.widgets.svg_charts import task_stream_chart
+
+    markup = task_stream_chart([TaskBar("<w>", 0.0, 1.0, "<b>x</b>", False)], ["<b>x</b>"], 1.0)
+    assert "<b>x</b>" not in markup and "&lt;b&gt;x&lt;/b&gt;" in markup
+    assert "<w>" not in markup
+
+
+@pytest.mark.parametrize("duration", [0.004, 0.37, 1.0, 2.6, 75.0])
+def test_time_axis_ticks_are_round_steps_from_zero_within_the_compute(duration):
+    from lazycell.widgets.svg_charts import time_ticks
+
+    ticks = time_ticks(duration)
+    step = ticks[1] - ticks[0]
+    assert ticks[0] == 0 and ticks[-1] <= duration * (1 + 1e-9)
+    assert 3 <= len(ticks) <= 7  # readable at 600 px
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5))
