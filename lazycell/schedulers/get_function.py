@@ -123,9 +123,11 @@ def run_for_dask(
         )
     if not observe:
         return get(dsk, keys, scheduler=scheduler, **options)
+    from dask.callbacks import local_callbacks  # dask called us: it is imported
+
     # As dask.local.get_async: the callbacks of this run are taken out of the
     # active set for its duration, so a compute nested in a task does not fire them.
-    with dask_callbacks.local_callbacks(callbacks or None) as active:
+    with local_callbacks(callbacks or None) as active:
         if not isinstance(dsk, Mapping) and hasattr(dsk, "__dask_graph__"):
             dsk = dsk.__dask_graph__()
         # A mutable copy: a start callback may replace tasks (dask.cache.Cache does).

@@ -6,16 +6,18 @@ bound their size, by one rule:
 - :func:`check_num_workers`: a size beyond the scheduler's ``MAX_WORKERS`` is
   a ValueError raised before any thread or process starts;
 - :class:`SharedPools`: one pool per size, for the ``keep`` sizes used last;
-  an older size's pool is shut down once no compute holds it.
+  an older size's pool is shut down once no compute holds it. A "size" is
+  any hashable the maker takes: the processes scheduler keys the pools of
+  workers set up by an initializer by ``(size, initializer)``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 
 def check_num_workers(n: int, maximum: int, scheduler: str, why: str) -> int:
@@ -57,16 +59,16 @@ class SharedPools(Generic[P]):
     compute still holds).
     """
 
-    def __init__(self, make: Callable[[int], P], keep: int):
+    def __init__(self, make: Callable[[Any], P], keep: int):
         self._make = make
         self.keep = keep
         self._lock = threading.Lock()
-        self.by_size: OrderedDict[int, P] = OrderedDict()
+        self.by_size: OrderedDict[Hashable, P] = OrderedDict()
         self.holders: dict[P, int] = {}
         self.retiring: set[P] = set()
 
     @contextmanager
-    def use(self, n: int) -> Iterator[P]:
+    def use(self, n: Hashable) -> Iterator[P]:
         """The pool of ``n``, held for the ``with`` block (it is not shut down meanwhile)."""
         pool = self.get(n, hold=True)
         try:
@@ -74,7 +76,7 @@ class SharedPools(Generic[P]):
         finally:
             self._let_go(pool)
 
-    def get(self, n: int, *, hold: bool = False) -> P:
+    def get(self, n: Hashable, *, hold: bool = False) -> P:
         """The pool of ``n``, made on first use; it becomes the most recently used size."""
         with self._lock:
             pool = self.by_size.get(n)
@@ -89,7 +91,7 @@ class SharedPools(Generic[P]):
             evicted.shutdown()
         return pool
 
-    def existing(self, n: int) -> P | None:
+    def existing(self, n: Hashable) -> P | None:
         """The pool of ``n`` if one is kept, without making one or counting it as a use."""
         with self._lock:
             return self.by_size.get(n)

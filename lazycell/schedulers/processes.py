@@ -27,9 +27,10 @@
   ``ProcessesScheduler.with_initializer``) runs once in each worker, right
   after its set-up and before its first batch; the kernel waits for each
   worker's ``("initialized", ...)`` reply and raises the initializer's own
-  exception if it fails there. Pools with an initializer are kept apart
-  (``_initialized_pools``, keyed by size and initializer), so what it sets
-  never reaches a compute that did not ask for it.
+  exception if it fails there. A pool with an initializer is kept under
+  ``(size, initializer)``, apart from the plain pool of that size, so what
+  it sets never reaches a compute that did not ask for it; it counts among
+  the pools used last like any other.
 - Batch size: the ready tasks are split evenly over the workers, capped so a
   batch takes about 20 ms by the measured mean task time (small tasks ride
   together, long tasks go one by one and balance across workers).
@@ -234,13 +235,14 @@ class ProcessPool:
                     exception = pickle.loads(message[:end])
                 except Exception:
                     exception = None
-                exc = Failure(exception, *failure_text).rebuild()
+                traceback_text, type_name, text = failure_text
+                raised = Failure(exception, traceback_text, type_name, text).rebuild()
                 _add_note(
-                    exc,
+                    raised,
                     f"lazycell: raised by dask's multiprocessing.initializer "
                     f"{self.initializer!r} in worker {worker.name} (pid {worker.pid})",
                 )
-                raise exc
+                raise raised
             worker.initialized = True
 
     def replace(self, worker: WorkerProcess) -> None:
@@ -265,11 +267,13 @@ class ProcessPool:
         return [w.pid for w in self.workers]
 
 
-_pools: SharedPools[ProcessPool] = SharedPools(ProcessPool, keep=KEEP_POOL_SIZES)
-# Pools whose workers ran an initializer, keyed by (size, initializer): the last one only.
-_initialized_pools: SharedPools[ProcessPool] = SharedPools(
-    lambda size_and_initializer: ProcessPool(*size_and_initializer), keep=1
-)
+def _make_pool(key) -> ProcessPool:
+    """A pool for ``key``: a size, or ``(size, initializer)`` for workers set up by it."""
+    return ProcessPool(*key) if isinstance(key, tuple) else ProcessPool(key)
+
+
+# One cache for plain and initialized pools, so "the pools used last" bounds them all.
+_pools: SharedPools[ProcessPool] = SharedPools(_make_pool, keep=KEEP_POOL_SIZES)
 
 
 def shared_pool(n: int) -> ProcessPool:
@@ -290,7 +294,6 @@ def existing_pool(n: int) -> ProcessPool | None:
 def shutdown_all_pools() -> None:
     """Stop every worker process this interpreter started."""
     _pools.shutdown_all()
-    _initialized_pools.shutdown_all()
 
 
 class ProcessesScheduler:
@@ -320,14 +323,14 @@ class ProcessesScheduler:
 
     @property
     def pool(self) -> ProcessPool:
-        if self.initializer is not None:
-            return _initialized_pools.get((self.n_workers, self.initializer))
-        return shared_pool(self.n_workers)
+        return _pools.get(self._pool_key)
 
-    def _use_pool(self):
+    @property
+    def _pool_key(self):
+        """Which kept pool this scheduler uses: by size, and initializer if any."""
         if self.initializer is not None:
-            return _initialized_pools.use((self.n_workers, self.initializer))
-        return _pools.use(self.n_workers)
+            return (self.n_workers, self.initializer)
+        return self.n_workers
 
     def run(
         self,
@@ -339,7 +342,7 @@ class ProcessesScheduler:
     ) -> dict:
         """``{output: result}``; ``observer`` hears each task sent and each result back."""
         order = order_graph(graph, outputs)
-        with self._use_pool() as pool, pool.lock:
+        with _pools.use(self._pool_key) as pool, pool.lock:
             pool.ensure_ready()
             with BUS.recording(order, self.name, self.n_workers) as recorder:
                 run = _ProcessRun(pool, GraphRun(graph, order, outputs), recorder, observer)
