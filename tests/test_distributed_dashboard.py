@@ -339,7 +339,8 @@ def megabytes(n):
 @pytest.mark.browser
 @pytest.mark.slow
 def test_page_in_chromium_shows_the_finished_totals_and_draws_the_charts(client):
-    data(client)  # a look at the idle cluster: the page's progress counts the run after it
+    data_after_snapshot_expiry(client)  # a fresh look at the idle cluster: the page's
+    # progress counts the run after it
     held = client.map(megabytes, [60, 61], pure=False)  # results that stay on the workers
     client.gather(held)
     with chromium_page() as page:

@@ -14,6 +14,7 @@ import lazycell as lc
 from lazycell.diagnostics.compute_state import ComputeTracker, GroupProgress, group_label
 from lazycell.diagnostics.resources import total_memory
 from lazycell.diagnostics.workers import task_slots, worker_memory_from_info
+from lazycell.distributed.dashboard import SNAPSHOT_MAX_AGE
 from lazycell.widgets import cluster_view
 from lazycell.widgets.memory_view import MemoryView
 from lazycell.widgets.progress_view import ProgressView, shown_groups
@@ -126,6 +127,13 @@ def dashboard_data(client) -> dict:
         return json.loads(response.read())
 
 
+def idle_look(client) -> None:
+    """A fresh look at the idle cluster (data.json is rebuilt at most every
+    SNAPSHOT_MAX_AGE s): the progress counts the run after it."""
+    time.sleep(SNAPSHOT_MAX_AGE + 0.1)
+    dashboard_data(client)
+
+
 def data_while(client, condition, what: str) -> dict:
     deadline = time.monotonic() + DEADLINE
     while True:
@@ -165,7 +173,7 @@ def test_a_second_compute_starts_from_zero_and_running_stays_within_the_threads(
 
 @pytest.mark.timeout(180)
 def test_a_run_between_two_looks_counts_alone(client):
-    dashboard_data(client)  # a look at the idle cluster
+    idle_look(client)
     lc.compute([lc.delayed(quick, name="between")(i) for i in range(7)], scheduler=client)
     # the next look finds the cluster idle again, with 7 more tasks done
     after = data_while(client, lambda d: "between" in d["progress"]["groups"], "the run")
@@ -238,7 +246,7 @@ def test_a_cluster_worker_with_a_limit_is_drawn_against_it_and_says_so():
 
 @pytest.mark.timeout(180)
 def test_the_dashboard_shows_dasks_group_names_with_the_full_ones_for_the_tooltip(client):
-    dashboard_data(client)  # a look at the idle cluster
+    idle_look(client)
     parts = [lc.delayed(quick, name="part")(i) for i in range(3)]
     lc.compute(lc.delayed(sum, name="part-finalize")(parts), scheduler=client)
     after = data_while(client, lambda d: "part" in d["progress"]["groups"], "the run")
@@ -254,7 +262,7 @@ def test_the_dashboard_page_says_queued_apart_and_starts_each_run_from_zero(clie
     from browser_helpers import chromium_page, screenshot
 
     lc.compute([lc.delayed(quick, name="warmup")(i) for i in range(50)], scheduler=client)
-    dashboard_data(client)  # the idle look before the run
+    idle_look(client)
     run = [lc.delayed(nap, name="slow")(i) for i in range(60)]
     runner = threading.Thread(target=lc.compute, args=(run,), kwargs={"scheduler": client})
     with chromium_page() as page:

@@ -81,11 +81,11 @@ def test_metadata_is_plain_json():
     assert json.loads(json.dumps(metadata)) == metadata
 
 
-def test_html_has_the_summary_line_and_svg_bars_and_no_script():
+def test_html_has_the_summary_line_and_a_bar_per_row_and_no_script():
     data, _ = bundle_of(tree(40))
     page = data["text/html"]
     assert "✔ 41 tasks in " in page
-    assert page.count("<svg") == 3  # all tasks, leaf, total
+    assert page.count('class="lazycell-static-bar"') == 3  # all tasks, leaf, total
     assert "<script" not in page.lower() and "<style" not in page.lower()
     assert "40 / 40" in page and "1 / 1" in page
 
@@ -93,9 +93,9 @@ def test_html_has_the_summary_line_and_svg_bars_and_no_script():
 def test_html_colours_are_fills_that_read_on_light_and_dark():
     data, _ = bundle_of(tree(3))
     page = data["text/html"]
-    assert 'fill="currentColor"' in page  # the track follows the text colour
+    assert "background-color:rgba(128,128,128,0.25)" in page  # a grey track on white or black
     # text keeps the theme's colour
-    assert "color:" not in page.replace("currentColor", "").replace("color:inherit", "")
+    assert "color:" not in page.replace("background-color:", "").replace("color:inherit", "")
 
 
 def test_text_is_the_summary_line_then_one_line_per_group():
@@ -223,4 +223,38 @@ def test_nbconvert_html_shows_the_static_summary(saved):
     assert page.count('class="lazycell-static-summary"') == 2  # threads and failure
     assert "✔ 41 tasks in " in page
     assert "✖ 1 of 5 tasks failed (check)" in page
-    assert page.count("<svg") >= 3 + 3
+    assert page.count('class="lazycell-static-bar"') == 3 + 3
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_jupyterlab_shows_the_saved_summary_of_a_reopened_notebook(saved, tmp_path):
+    """Reopened from disk (untrusted: JupyterLab sanitises its HTML and drops SVG), no cell
+    run again: the bars' inline styles survive."""
+    from browser_helpers import chromium_page, running_jupyterlab, screenshot
+
+    with running_jupyterlab(tmp_path) as lab:
+        (lab.root / "saved.ipynb").write_bytes(saved.read_bytes())
+        with chromium_page(width=1000, height=900) as page:
+            page.goto(lab.url("/lab/tree/saved.ipynb"))
+            page.wait_for_selector(".lazycell-static-summary", timeout=120_000)
+            page.wait_for_function(
+                "() => document.querySelectorAll('.lazycell-static-summary').length == 2",
+                timeout=60_000,
+            )
+            summaries = page.query_selector_all(".lazycell-static-summary")
+            texts = [summary.inner_text() for summary in summaries]
+            bars = [
+                summary.eval_on_selector_all(
+                    ".lazycell-static-bar > div",
+                    "parts => parts.map(p => Math.round(p.getBoundingClientRect().width))",
+                )
+                for summary in summaries
+            ]
+            screenshot(page, "static-summary-jupyterlab.png", full_page=False)
+    assert texts[0].startswith("✔ 41 tasks in ") and "40 / 40" in texts[0]
+    assert texts[1].startswith("✖ 1 of 5 tasks failed (check)") and "1 erred" in texts[1]
+    # done and erred parts of each row, in pixels of the 160 px bar: the styles survived
+    assert bars[0] == [160, 0, 160, 0, 160, 0]  # all tasks, leaf, total: all done
+    assert bars[1] == [64, 32, 80, 40, 0, 0]  # 2 / 5 done + 1 erred; check 2 / 4 + 1; total 0

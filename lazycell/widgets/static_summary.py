@@ -12,12 +12,17 @@ without the kernel as an empty box or "Loading widget...". So when the cell
 ends, the panel's output becomes plain data every front end reads:
 
 - ``text/html``: the summary line and a table of the task groups, each with
-  an inline-SVG bar (no script, no style sheet: inline attributes only, in
-  colours that read on light and dark backgrounds; text inherits the page's
-  colour). A group's full name is its row's tooltip.
+  a bar (no script, no style sheet: inline styles only, in colours that read
+  on light and dark backgrounds; text inherits the page's colour). A group's
+  full name is its row's tooltip.
 - ``text/plain``: the summary line and one line per group.
 - ``metadata["lazycell"]``: the numbers (:func:`summary_numbers`), for
   tools that read a saved notebook without a kernel (``nbformat``).
+
+Why the bars are ``div``s with inline styles and not inline SVG: JupyterLab
+sanitises the HTML of a notebook it did not run itself (reopened from disk,
+untrusted) and drops ``<svg>`` whole, while it keeps ``style`` attributes;
+``div`` bars show the same in nbconvert, nbviewer and VS Code.
 
 One section per compute the panel saw (a cell may compute more than once),
 oldest first; the metadata's top level is the latest compute, and
@@ -44,8 +49,8 @@ BAR_HEIGHT = 12
 DONE_COLOUR = "#43a047"
 ERRED_COLOUR = "#e53935"
 PARTIAL_COLOUR = "#1e88e5"
-# The bar's track: the text colour, faint (so it follows the theme).
-TRACK = 'fill="currentColor" fill-opacity="0.15"'
+# The bar's track: a grey that shows on white and on black.
+TRACK_COLOUR = "rgba(128,128,128,0.25)"
 NO_COMPUTE_TEXT = "lazycell: no compute ran in this cell"
 
 
@@ -110,7 +115,7 @@ def static_text(state: ComputeState) -> str:
 
 
 def static_html(state: ComputeState) -> str:
-    """The summary line and a table of the groups with SVG bars; no script, inline styles only."""
+    """The summary line and a table of the groups with their bars; no script, inline styles only."""
     rows = "".join(_group_row(label, row) for label, row in groups_by_label(state.groups).items())
     overall = GroupProgress(total=state.n_tasks, done=state.done, erred=state.erred)
     total_row = _row("all tasks", "all tasks", overall, red_on_error=False, bold=True)
@@ -143,13 +148,13 @@ def _row(label: str, tooltip: str, group: GroupProgress, red_on_error: bool, bol
     return (
         f'<tr class="lazycell-static-group" title="{html.escape(tooltip)}">'
         f"<td {cell}>{name}</td>"
-        f"<td {cell}>{_bar_svg(group, red_on_error)}</td>"
+        f"<td {cell}>{_bar_html(group, red_on_error)}</td>"
         f"<td {counts}>{html.escape(_counts_text(group))}</td>"
         "</tr>"
     )
 
 
-def _bar_svg(group: GroupProgress, red_on_error: bool) -> str:
+def _bar_html(group: GroupProgress, red_on_error: bool) -> str:
     """A progress bar: done (green, or blue while partial), erred (red) on a faint track.
 
     ``red_on_error=False`` (the "all tasks" bar) keeps the finished part green
@@ -164,12 +169,14 @@ def _bar_svg(group: GroupProgress, red_on_error: bool) -> str:
         done_colour = DONE_COLOUR
     else:
         done_colour = PARTIAL_COLOUR
+    part = f"flex:0 0 auto;height:{BAR_HEIGHT}px"
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{BAR_WIDTH}" height="{BAR_HEIGHT}" '
-        f'viewBox="0 0 {BAR_WIDTH} {BAR_HEIGHT}" role="img" '
-        f'aria-label="{html.escape(_counts_text(group))}" style="vertical-align:middle">'
-        f'<rect width="{BAR_WIDTH}" height="{BAR_HEIGHT}" rx="2" {TRACK}/>'
-        f'<rect width="{done_width:.1f}" height="{BAR_HEIGHT}" rx="2" fill="{done_colour}"/>'
-        f'<rect x="{done_width:.1f}" width="{erred_width:.1f}" height="{BAR_HEIGHT}" '
-        f'fill="{ERRED_COLOUR}"/></svg>'
+        f'<div class="lazycell-static-bar" role="img" '
+        f'aria-label="{html.escape(_counts_text(group))}" '
+        f'style="display:inline-flex;width:{BAR_WIDTH}px;height:{BAR_HEIGHT}px;'
+        f"vertical-align:middle;overflow:hidden;border-radius:2px;"
+        f'background-color:{TRACK_COLOUR}">'
+        f'<div style="{part};width:{done_width:.1f}px;background-color:{done_colour}"></div>'
+        f'<div style="{part};width:{erred_width:.1f}px;background-color:{ERRED_COLOUR}"></div>'
+        "</div>"
     )
