@@ -404,3 +404,23 @@ def test_shutdown_closes_a_cluster_the_client_did_not_start():
     c = lc.Client(cluster, set_as_default=False)
     c.shutdown()
     assert c.closed and cluster.closed
+
+
+def test_two_clients_of_one_cluster_keep_their_own_futures_of_a_key():
+    cluster = lc.LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+    first = lc.Client(cluster, set_as_default=False)
+    second = lc.Client(cluster, set_as_default=False)
+    try:
+        a, b = first.submit(slow_inc, 1, 0.2), second.submit(slow_inc, 1, 0.2)
+        assert a.key == b.key
+        assert a.result(timeout=30) == 2 and b.result(timeout=30) == 2
+        del b  # the second client lets go: the first still has its result
+        time.sleep(0.3)
+        assert first.who_has(a)[a.key] and a.result(timeout=30) == 2
+        c, d = first.submit(slow_inc, 5, 0.3), second.submit(slow_inc, 5, 0.3)
+        second.cancel(d)  # cancels the second client's future only
+        assert c.result(timeout=30) == 6 and d.cancelled()
+    finally:
+        second.close()
+        first.close()
+        cluster.close()

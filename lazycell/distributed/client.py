@@ -1172,13 +1172,17 @@ class Client:
     def _cancel_keys(self, keys: list, interrupt: bool = False) -> None:
         """Stop computing ``keys``; new futures for them start afresh."""
         with self._lock:
+            statuses = []
             for key in keys:  # the old futures keep their (now cancelled) status
                 status = self._statuses.pop(key, None)
                 self._refcounts.pop(key, None)
+                statuses.append(status)
                 if status is not None:
                     status.settle("cancelled", self.scheduler.callbacks)
-            if not self.closed:
-                self.scheduler.submit_command("interrupt" if interrupt else "cancel", keys)
+            if not self.closed:  # other clients' futures of these keys carry on
+                self.scheduler.submit_command(
+                    "interrupt" if interrupt else "cancel", keys, statuses
+                )
 
     def _release_key(self, key: Hashable, status: KeyStatus) -> None:
         with self._lock:
@@ -1191,7 +1195,7 @@ class Client:
             del self._refcounts[key]
             del self._statuses[key]
             if not self.closed:
-                self.scheduler.submit_command("release", [key])
+                self.scheduler.submit_command("release", [key], [status])
 
     def _check_open(self) -> None:
         if self.closed:

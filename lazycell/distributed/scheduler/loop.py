@@ -309,7 +309,7 @@ class ClusterScheduler(SchedulerState):
             kind, *args = command
             if kind == "update-graph":
                 transitions.update_graph(self, *args)
-            elif kind == "release":
+            elif kind == "release":  # keys, and the releasing client's statuses of them
                 transitions.release_wanted(self, *args)
             elif kind == "cancel":
                 transitions.cancel(self, *args)
@@ -694,11 +694,12 @@ class ClusterScheduler(SchedulerState):
         self.coordination.close("the cluster was closed while this waited")
         membership.stop_workers(self, list(self.workers.values()))
         self.workers.clear()
-        for status in self.statuses.values():
-            if status.status == "pending":
-                status.error = _closed_failure()
-                status.erred_key = status.key
-                status.settle("error", self.callbacks)
+        for holders in self.statuses.values():
+            for status in holders:
+                if status.status == "pending":
+                    status.error = _closed_failure()
+                    status.erred_key = status.key
+                    status.settle("error", self.callbacks)
         try:
             self._wake_r.close()
             self._wake_w.close()

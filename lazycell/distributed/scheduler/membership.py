@@ -113,8 +113,7 @@ def recover_tasks_of(state: SchedulerState, worker: WorkerHandle, how: str) -> N
     for ts in list(worker.has_what):
         ts.who_has = None
         ts.state = "released"
-        status = state.statuses.get(ts.key)
-        if status is not None:
+        for status in state.statuses.get(ts.key, ()):
             status.reset()
         lost.append(ts)
     worker.processing.clear()
@@ -167,14 +166,14 @@ def input_missing(state: SchedulerState, worker: WorkerHandle, key) -> None:
     activate(state, ts)
 
 
-def interrupt(state: SchedulerState, keys: list) -> None:
+def interrupt(state: SchedulerState, keys: list, statuses: list | None = None) -> None:
     """Ctrl-C in the kernel: drop ``keys`` and restart workers busy with tasks no one needs.
 
     Restarting is safe: results those workers held for other futures are
     recomputed like after any worker death. A worker on a thread cannot be
     stopped, so it finishes its tasks.
     """
-    cancel(state, keys)
+    cancel(state, keys, statuses)
     for worker in list(state.workers.values()):
         orphaned = [ts for ts in worker.processing if not ts.wanted and not ts.dependents]
         if orphaned and worker.proc is not None:
@@ -265,8 +264,7 @@ def results_moved(state: SchedulerState, request_id: int, moved: dict, error: st
         ts.who_has = receiver
         receiver.has_what.add(ts)
         receiver.nbytes += ts.nbytes
-        status = state.statuses.get(key)
-        if status is not None:
+        for status in state.statuses.get(key, ()):
             status.address = receiver.address
             status.worker_name = receiver.name
     if error:
@@ -293,8 +291,9 @@ def stop_retired(state: SchedulerState, worker: WorkerHandle) -> None:
 
 def restart(state: SchedulerState) -> None:
     """Fresh workers, every result and task dropped; futures become cancelled."""
-    for status in state.statuses.values():
-        status.settle("cancelled", state.callbacks)
+    for holders in state.statuses.values():
+        for status in holders:
+            status.settle("cancelled", state.callbacks)
     state.statuses.clear()
     state.tasks.clear()
     state.ready.clear()

@@ -25,7 +25,8 @@ Scheduler state (:class:`SchedulerState`):
                  (``TaskState.wanted``: the client holds futures for it);
 - ``ready``      heap of ``(priority, key)``; stale entries are skipped;
 - ``workers``    index -> WorkerHandle, with ``processing`` and ``has_what`` sets;
-- ``statuses``   key -> KeyStatus of the wanted keys, what futures wait on.
+- ``statuses``   key -> the KeyStatus of each client that wants the key (what its
+                 futures wait on); a key is ``wanted`` while the list is not empty.
 
 The rest of :class:`SchedulerState` belongs to one part each, listed with it
 in ``SchedulerState.__init__``.
@@ -246,7 +247,7 @@ class SchedulerState:
         # Tasks (transitions).
         self.tasks: dict[Hashable, TaskState] = {}
         self.ready: list = []
-        self.statuses: dict[Hashable, KeyStatus] = {}
+        self.statuses: dict[Hashable, list[KeyStatus]] = {}  # one per client wanting it
         self.callbacks: queue.SimpleQueue = queue.SimpleQueue()  # futures' callbacks to run
         self.generations = itertools.count()  # first part of a priority: graphs in order
         self.activity = ClusterActivity()

@@ -90,7 +90,9 @@ def update_graph(
     for key, status in zip(wanted, statuses):
         ts = known[key]
         ts.wanted = True
-        state.statuses[key] = status
+        holders = state.statuses.setdefault(key, [])
+        if status not in holders:  # one per client that wants the key
+            holders.append(status)
         report_to_status(state, ts)
     new_keys = {ts.key for ts in new}
     activate_with_inputs(state, [known[k] for k in order if k not in new_keys])
@@ -109,10 +111,20 @@ def apply_options(state: SchedulerState, new: list, options: Mapping) -> None:
             ts.priority = (-opts.priority, *ts.priority[1:])
 
 
-def release_wanted(state: SchedulerState, keys: list) -> None:
-    """The client dropped its futures of ``keys``: release and forget what nothing needs."""
-    for key in keys:
-        state.statuses.pop(key, None)
+def release_wanted(state: SchedulerState, keys: list, statuses: list | None = None) -> None:
+    """A client dropped its futures of ``keys`` (``statuses``: its KeyStatus of each; None:
+    every client's): a key no client wants any more is released, and forgotten if nothing
+    needs it."""
+    for i, key in enumerate(keys):
+        holders = state.statuses.get(key)
+        if holders is not None:
+            if statuses is None:
+                holders.clear()
+            elif statuses[i] in holders:
+                holders.remove(statuses[i])
+            if holders:
+                continue  # another client still wants it
+            del state.statuses[key]
         ts = state.tasks.get(key)
         if ts is None:
             continue
@@ -121,13 +133,14 @@ def release_wanted(state: SchedulerState, keys: list) -> None:
         forget_if_unneeded(state, ts)
 
 
-def cancel(state: SchedulerState, keys: list) -> None:
-    """Futures of ``keys`` become cancelled, then the keys are released."""
-    for key in keys:
-        status = state.statuses.get(key)
-        if status is not None:
-            status.settle("cancelled", state.callbacks)
-    release_wanted(state, keys)
+def cancel(state: SchedulerState, keys: list, statuses: list | None = None) -> None:
+    """A client's futures of ``keys`` become cancelled (every client's if ``statuses`` is
+    None), then the keys are released for it."""
+    for i, key in enumerate(keys):
+        for status in list(state.statuses.get(key, ())):
+            if statuses is None or status is statuses[i]:
+                status.settle("cancelled", state.callbacks)
+    release_wanted(state, keys, statuses)
 
 
 def retry(state: SchedulerState, keys: list) -> None:
@@ -148,8 +161,7 @@ def retry(state: SchedulerState, keys: list) -> None:
         if ts.counted:
             state.activity.task_erred_retried(ts.key)
             ts.counted = False
-        status = state.statuses.get(ts.key)
-        if status is not None:
+        for status in state.statuses.get(ts.key, ()):
             status.reset()
     activate_with_inputs(state, erred)
 
@@ -345,20 +357,22 @@ def mark_erred(state: SchedulerState, ts: TaskState, error: tuple) -> None:
 
 def report_to_status(state: SchedulerState, ts: TaskState) -> None:
     """Settle the futures of ``ts`` if it is wanted and has reached memory or failed."""
-    status = state.statuses.get(ts.key)
-    if status is None:
+    holders = state.statuses.get(ts.key)
+    if not holders:
         return
     if ts.state == "memory":
-        status.address = ts.who_has.address
-        status.worker_name = ts.who_has.name
-        status.settle("finished", state.callbacks)
+        for status in holders:
+            status.address = ts.who_has.address
+            status.worker_name = ts.who_has.name
+            status.settle("finished", state.callbacks)
     elif ts.state == "erred":
         failure, erred_key = ts.error
-        status.error = failure
-        status.erred_key = erred_key
         erred = state.tasks.get(erred_key)
-        status.erred_spec = erred.spec if erred is not None else None
-        status.settle("error", state.callbacks)
+        for status in holders:
+            status.error = failure
+            status.erred_key = erred_key
+            status.erred_spec = erred.spec if erred is not None else None
+            status.settle("error", state.callbacks)
 
 
 # ----------------------------------------------------------------------- releasing
