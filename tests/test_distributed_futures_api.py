@@ -1,6 +1,7 @@
 """dask's names on lc.Client: submit / map options, scatter, cancel, retry, tracebacks,
 the task stream, as_completed as an object and wait's checks, on a real local cluster."""
 
+import asyncio
 import concurrent.futures
 import os
 import threading
@@ -424,3 +425,19 @@ def test_two_clients_of_one_cluster_keep_their_own_futures_of_a_key():
         second.close()
         first.close()
         cluster.close()
+
+
+def test_an_asynchronous_client_awaits_scatter_cancel_retry_and_get():
+    async def main():
+        cluster = lc.LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+        async with lc.Client(cluster, asynchronous=True, set_as_default=False) as c:
+            [x] = await c.scatter([20])
+            assert await c.gather(c.submit(inc, x)) == 21
+            assert await c.get({"a": (inc, 1)}, "a") == 2
+            slow = c.submit(slow_inc, 1, 5, pure=False)
+            await c.cancel([slow])
+            assert slow.cancelled()
+            await c.wait_for_workers(1, timeout=10)
+        cluster.close()
+
+    asyncio.run(main())

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 import queue
 import sys
@@ -172,7 +173,21 @@ def dask_get(dsk, keys, **kwargs):
     ``x.compute()`` on a dask collection runs on the cluster (as with
     ``distributed.Client``); it always asks for the most recent open client.
     """
-    return current_client().get(dsk, keys, **kwargs)
+    client = current_client()
+    return Client.get.__wrapped__(client, dsk, keys, **kwargs)  # blocking, even if asynchronous
+
+
+def _awaitable_when_asynchronous(method):
+    """With ``Client(asynchronous=True)`` the method returns an awaitable (run on a
+    thread), as dask's asynchronous client does; otherwise it runs as it is."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if self.asynchronous:
+            return self._in_thread(partial(method, self, *args, **kwargs))
+        return method(self, *args, **kwargs)
+
+    return call
 
 
 def _register_client(client: Client) -> None:
@@ -613,6 +628,7 @@ class Client:
                     f"LocalCluster(resources={{{name!r}: {amount!r}}}) or leave resources= out"
                 )
 
+    @_awaitable_when_asynchronous
     def get(
         self,
         dsk,
@@ -721,6 +737,7 @@ class Client:
             )
         return futures
 
+    @_awaitable_when_asynchronous
     def scatter(
         self,
         data,
@@ -776,6 +793,7 @@ class Client:
             return input_type(futures[k] for k in names)
         return [futures[k] for k in names]
 
+    @_awaitable_when_asynchronous
     def cancel(self, futures, asynchronous=None, force: bool = False, reason=None, msg=None):
         """Cancel futures (a Future or a list): pending tasks are dropped, running ones
         finish unseen; waiting on them raises CancelledError."""
@@ -791,6 +809,7 @@ class Client:
     def _done_with_kept(self, future: Future) -> None:
         self._kept_until_done.pop(id(future), None)
 
+    @_awaitable_when_asynchronous
     def retry(self, futures, asynchronous=None) -> None:
         """Run failed futures' tasks (and their failed inputs) again."""
         self._check_open()
@@ -1018,6 +1037,7 @@ class Client:
         self._check_open()
         return self.cluster.scheduler_info()
 
+    @_awaitable_when_asynchronous
     def wait_for_workers(self, n_workers: int, timeout: float | None = None) -> None:
         """Block until ``n_workers`` workers run (TimeoutError after ``timeout`` seconds)."""
         self._check_open()
