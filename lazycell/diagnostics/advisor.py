@@ -91,6 +91,9 @@ PICK_MARGIN = 1.1
 AUTO_MARGIN = 1.15
 # A compute's per-task scheduling costs more than the work below this task length.
 TINY_TASK_SECONDS = 50e-6
+# A group whose CPU/wall is below this on threads mostly waits (I/O, sleep); above
+# it, its waiting while other tasks ran is taken as waiting for the GIL.
+MOSTLY_WAITING = 0.15
 # A GIL share at least this high is read as holding the GIL throughout.
 GIL_BOUND = 0.7
 # How many computes' measures are kept.
@@ -185,6 +188,12 @@ class ComputeMeasure:
     def finished(self) -> bool:
         return self.status != "running"
 
+    @property
+    def concurrency(self) -> float:
+        """How many tasks (of any group) ran at once, on average."""
+        busy = fsum(group.task_seconds for group in self.groups.values())
+        return busy / self.elapsed if self.elapsed > 0 else 1.0
+
 
 @dataclass
 class TaskProfile:
@@ -201,8 +210,16 @@ class TaskProfile:
     parallelism: float  # how many of its tasks the graph lets run at once
 
 
-def profile_of(group: GroupMeasure, scheduler: str, earlier: TaskProfile | None) -> TaskProfile:
-    """A group's profile from one measure (and what an earlier one knew that this cannot)."""
+def profile_of(
+    group: GroupMeasure,
+    scheduler: str,
+    earlier: TaskProfile | None,
+    compute_concurrency: float = 1.0,
+) -> TaskProfile:
+    """A group's profile from one measure (and what an earlier one knew that this cannot).
+
+    ``compute_concurrency``: how many tasks of any group ran at once in that compute.
+    """
     wall = group.mean_task_seconds
     ratio = group.cpu_per_wall
     gil = earlier.gil_share if earlier is not None else None
@@ -215,7 +232,7 @@ def profile_of(group: GroupMeasure, scheduler: str, earlier: TaskProfile | None)
             source = earlier.cpu_source
         else:
             ratio = 1.0
-            source = "assumed all CPU (no CPU sample from worker processes)"
+            source = "assumed all CPU"
         cpu = wall * ratio
         wait = wall - cpu
     else:
@@ -225,6 +242,12 @@ def profile_of(group: GroupMeasure, scheduler: str, earlier: TaskProfile | None)
         cpu = wall * ratio
         wait = max(wall - cpu, 0.0)
         concurrency = group.concurrency
+        if scheduler == "threads" and ratio >= MOSTLY_WAITING and compute_concurrency >= 1.3:
+            # Tasks overlapped, and this group computes more than it waits: what it
+            # waited for is the GIL other tasks held, which it would not wait for
+            # alone (as it did on sync, if it ran there: then that waiting stays).
+            wait = earlier.wait if earlier is not None and earlier.measured_on == "sync" else 0.0
+            wait = min(wait, max(wall - cpu, 0.0))
         if scheduler == "threads" and ratio >= 0.3 and group.n_tasks >= 4:
             cores = max(ratio * concurrency, 1e-9)
             if concurrency >= 1.3:
@@ -235,8 +258,6 @@ def profile_of(group: GroupMeasure, scheduler: str, earlier: TaskProfile | None)
                 # machine; GIL-releasing NumPy reads 0.5-0.6.
                 if gil >= GIL_BOUND:
                     gil = 1.0
-                if cores < 1.3 and ratio < 0.8:  # the waiting was for the GIL, not I/O
-                    wait = 0.0
             elif parallelism >= 2 and ratio >= 0.8:
                 # Tasks the graph let run together ran one at a time, each all CPU:
                 # the GIL passed them along (tasks shorter than its switch interval).
@@ -262,30 +283,48 @@ class Setting:
     cluster_open: bool
 
 
-def estimate_seconds(profile: TaskProfile, n_tasks: int, scheduler: str, setting: Setting) -> float:
-    """Seconds ``n_tasks`` tasks of ``profile`` would take on ``scheduler``.
+def estimate_terms(
+    profile: TaskProfile, n_tasks: int, scheduler: str, setting: Setting
+) -> tuple[float, float, float, float, float]:
+    """What ``n_tasks`` tasks of ``profile`` add to each bound of a compute on ``scheduler``.
 
-    sync: one after the other. threads (k): the GIL's share of the CPU runs
-    one at a time, the rest spreads over min(k, cores); waiting spreads over
-    k. processes and the cluster: CPU over min(k, cores), waiting over k, plus
-    moving each task's inputs and results. Each adds its per-task overhead.
+    ``(serial, gil, cpu, wall, extra)``: all of it one after the other; the
+    GIL's share of the CPU (one at a time on threads); the CPU spread over
+    min(k, cores, tasks at once); CPU and waiting spread over min(k, tasks at
+    once); per-task overhead and moving inputs and results (processes, cluster).
     """
     n = n_tasks
     cpu, wait = profile.cpu, profile.wait
     k = max(min(setting.workers.get(scheduler, setting.cores), profile.parallelism), 1)
     cores = max(min(k, setting.cores), 1)
-    overhead = n * OVERHEAD.get(scheduler, OVERHEAD["processes"])
-    if scheduler == "sync":
-        return n * (cpu + wait) + overhead
-    if scheduler == "threads":
-        gil = 1.0 if profile.gil_share is None else profile.gil_share
-        return max(gil * n * cpu, n * cpu / cores, n * (cpu + wait) / k) + overhead
-    moved = n * (profile.bytes_in + profile.bytes_out)
+    extra = n * OVERHEAD.get(scheduler, OVERHEAD["processes"])
     if scheduler == "distributed":
-        transfer = n * profile.bytes_in / 2 / CLUSTER_BYTES_PER_SECOND  # half stay put
-    else:
-        transfer = moved / PROCESS_BYTES_PER_SECOND
-    return max(n * cpu / cores, n * (cpu + wait) / k) + overhead + transfer
+        extra += n * profile.bytes_in / 2 / CLUSTER_BYTES_PER_SECOND  # half stay put
+    elif scheduler == "processes":
+        extra += n * (profile.bytes_in + profile.bytes_out) / PROCESS_BYTES_PER_SECOND
+    gil = 1.0 if profile.gil_share is None else profile.gil_share
+    return n * (cpu + wait), gil * n * cpu, n * cpu / cores, n * (cpu + wait) / k, extra
+
+
+def seconds_from_terms(terms: list[tuple], scheduler: str) -> float:
+    """A compute's seconds on ``scheduler`` from its groups' :func:`estimate_terms`.
+
+    sync: everything one after the other. threads: the longest of the GIL's
+    share, the CPU over the cores and CPU plus waiting over the threads, with
+    every group's tasks sharing them (groups overlap); processes and the
+    cluster: the same without the GIL. Overheads and moving data add up.
+    """
+    serial, gil, cpu, wall, extra = (fsum(column) for column in zip(*terms)) if terms else [0] * 5
+    if scheduler == "sync":
+        return serial + extra
+    if scheduler == "threads":
+        return max(gil, cpu, wall) + extra
+    return max(cpu, wall) + extra
+
+
+def estimate_seconds(profile: TaskProfile, n_tasks: int, scheduler: str, setting: Setting) -> float:
+    """Seconds ``n_tasks`` tasks of ``profile`` alone would take on ``scheduler``."""
+    return seconds_from_terms([estimate_terms(profile, n_tasks, scheduler, setting)], scheduler)
 
 
 def candidate_schedulers(setting: Setting) -> list[str]:
@@ -295,14 +334,15 @@ def candidate_schedulers(setting: Setting) -> list[str]:
 def estimate_graph(
     counts: Mapping[str, int], profiles: Mapping[str, TaskProfile], setting: Setting
 ) -> dict[str, float]:
-    """Seconds on each candidate scheduler for ``counts`` tasks per group, run one after another."""
+    """Seconds on each candidate scheduler for ``counts`` tasks per group (seconds_from_terms)."""
     totals = {}
     for scheduler in candidate_schedulers(setting):
-        total = fsum(
-            estimate_seconds(profiles[name], n, scheduler, setting)
+        terms = [
+            estimate_terms(profiles[name], n, scheduler, setting)
             for name, n in counts.items()
             if name in profiles
-        )
+        ]
+        total = seconds_from_terms(terms, scheduler)
         if scheduler == "processes" and not setting.processes_warm:
             total += PROCESS_START_SECONDS
         totals[scheduler] = total
@@ -422,7 +462,8 @@ def group_lines(group: GroupAdvice, scheduler: str) -> list[str]:
             )
         )
     else:
-        lines.append(f"  no CPU sample on {scheduler} (worker processes): {p.cpu_source}")
+        where = "worker processes" if scheduler == "processes" else "none of its tasks sampled"
+        lines.append(f"  no CPU sample on {scheduler} ({where}): {p.cpu_source}")
     gil = "unknown (never ran on 2+ threads)" if p.gil_share is None else f"{p.gil_share:.2f}"
     lines.append(
         f"  per task: CPU {seconds_text(p.cpu)}, waiting {seconds_text(p.wait)}, GIL share "
@@ -443,8 +484,8 @@ def assumptions_text(setting: Setting) -> str:
     return (
         f"{setting.cores} cores; workers: {workers}; per-task overhead: {overhead}{start}; "
         f"processes pickle inputs and results at {PROCESS_BYTES_PER_SECOND / 1e9:.1f} GB/s; "
-        "groups run one after another; on threads, waiting while about one core stays busy "
-        "is waiting for the GIL (benchmarks/bench_advisor.py checks these)"
+        "groups share the workers; on threads, a group that computes more than it waits "
+        "waited for the GIL (benchmarks/bench_advisor.py checks these)"
     )
 
 
@@ -614,8 +655,9 @@ class Advisor:
             add_inputs_and_parallelism(measure, graph, sizes, groups_of)
         measure.groups = {name: g for name, g in measure.groups.items() if g.n_tasks}
         self.computes.append(measure)
+        concurrency = measure.concurrency
         measure.profiles = {
-            name: profile_of(group, measure.scheduler, self.profiles.get(name))
+            name: profile_of(group, measure.scheduler, self.profiles.get(name), concurrency)
             for name, group in measure.groups.items()
         }
         if measure.status == "ok" and measure.scheduler in (*LOCAL_SCHEDULERS, "distributed"):
