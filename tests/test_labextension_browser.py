@@ -41,9 +41,17 @@ total = lc.delayed(sum, name="total")(
 total
 """
 TASKS = 51
-# The same, twice as long, for the reload: the page must come back before it ends.
-LONG_COMPUTE_CELL = COMPUTE_CELL.replace("range(50)", "range(100)")
-LONG_TASKS = 101
+FAILING_CELL = """\
+%%compute --scheduler threads --workers 2
+def ratio(x):
+    return 1 / (x - 3)
+
+lc.delayed(sum, name="total")([lc.delayed(ratio, name="ratio")(i) for i in range(6)])
+"""
+# The same, four times as long (20 s), for the reload: the page must come back before it
+# ends, also on a busy machine.
+LONG_COMPUTE_CELL = COMPUTE_CELL.replace("range(50)", "range(200)")
+LONG_TASKS = 201
 DONE = re.compile(r"^([\d,]+)/([\d,]+) tasks")
 
 
@@ -52,7 +60,8 @@ def lab(tmp_path_factory):
     scratch = tmp_path_factory.mktemp("lab-extension")
     with lab_server(scratch) as server:
         write_notebook(
-            server.root / "lazycell.ipynb", [SETUP_CELL, COMPUTE_CELL, LONG_COMPUTE_CELL]
+            server.root / "lazycell.ipynb",
+            [SETUP_CELL, COMPUTE_CELL, LONG_COMPUTE_CELL, FAILING_CELL],
         )
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -144,7 +153,7 @@ def test_the_panel_recovers_after_a_reload_mid_compute(lab):
     # The layout restorer reopens the panel; the kernel's broadcasts reach it mid-compute.
     lab.page.wait_for_selector(f"{PANEL}", state="visible", timeout=60_000)
     lab.page.wait_for_function(
-        "() => /^\\d+\\/101 tasks/.test(document.querySelector('.lazycell-Progress-text')"
+        "() => /^\\d+\\/201 tasks/.test(document.querySelector('.lazycell-Progress-text')"
         "?.textContent ?? '')",
         timeout=60_000,
     )
@@ -152,7 +161,7 @@ def test_the_panel_recovers_after_a_reload_mid_compute(lab):
     assert during is not None and during < LONG_TASKS
     # ... and it keeps moving: the reloaded page follows the running compute.
     lab.page.wait_for_function(
-        "(during) => { const m = /^(\\d+)\\/101 tasks/.exec(document.querySelector("
+        "(during) => { const m = /^(\\d+)\\/201 tasks/.exec(document.querySelector("
         "'.lazycell-Progress-text')?.textContent ?? ''); return m && Number(m[1]) > during; }",
         arg=during,
         timeout=30_000,
@@ -161,8 +170,27 @@ def test_the_panel_recovers_after_a_reload_mid_compute(lab):
     # The reloaded page's own request is answered when the cell ends: the history
     # the kernel kept, with the compute from before the reload.
     lab.page.wait_for_selector(".lazycell-HistoryRow:has-text('In [3]')", timeout=60_000)
-    assert "101 tasks" in lab.page.inner_text(".lazycell-HistoryRow:has-text('In [3]')")
+    assert "201 tasks" in lab.page.inner_text(".lazycell-HistoryRow:has-text('In [3]')")
     assert lab.page.locator(".lazycell-HistoryRow:has-text('In [2]')").count() == 1
+
+
+def test_a_failed_compute_turns_the_status_red_and_debug_opens_pdb(lab):
+    lab.run_cell(3)
+    lab.page.wait_for_selector(".lazycell-StatusItem.lazycell-mod-danger", timeout=60_000)
+    assert lab.status_text() == "lazycell: threads · failed"
+    error = lab.page.wait_for_selector(".lazycell-Error")
+    assert "ratio" in error.inner_text() and "ZeroDivisionError" in error.inner_text()
+    lab.page.wait_for_selector(".lazycell-HistoryRow.lazycell-mod-failed:has-text('In [4]')")
+    save(lab, "lab-sidepanel-failed.png")
+    # "debug": a console on the notebook's kernel runs %debug, in the task's frame.
+    lab.page.click(".lazycell-Error .lazycell-DebugButton")
+    prompt = lab.page.wait_for_selector(".jp-CodeConsole .jp-Stdin-prompt", timeout=60_000)
+    assert "pdb" in prompt.inner_text()
+    lab.page.wait_for_selector(".jp-CodeConsole .jp-OutputArea:has-text('1 / (x - 3)')")
+    save(lab, "lab-debug-console.png")
+    lab.page.fill(".jp-CodeConsole .jp-Stdin-input", "q")
+    lab.page.press(".jp-CodeConsole .jp-Stdin-input", "Enter")
+    lab.page.wait_for_selector(".jp-CodeConsole .jp-Stdin-prompt", state="detached")
 
 
 def test_dark_theme_screenshot(lab):
