@@ -170,15 +170,19 @@ def resources_chart(
             f"Too short to sample: the compute took {format_seconds(duration)}; CPU and "
             f"memory are sampled every {format_seconds(interval)}.",
         )
-    cpu_step = nice_step(max(max(p[1] for p in points), 100.0), 4)
-    memory_step = nice_step(max(max(p[2] for p in points), 1.0), 4)
+    # A sample's CPU % is its process time since the sample before over the wall time
+    # between them: a step over that span. Its memory is what it found: a point.
+    times = [t for t, _, _ in points]
+    cpu = [(t, c) for (_, c, _), t0, t1 in zip(points[1:], times, times[1:]) for t in (t0, t1)]
+    memory = [(t, m) for t, _, m in points]
+    cpu_step = nice_step(max(max(c for _, c in cpu), 100.0), 4)
+    memory_step = nice_step(max(max(m for _, m in memory), 1.0), 4)
     height = PLOT_HEIGHT
 
-    def line(values: list[float], step: float, colour: str, what: str) -> str:
+    def line(values: list[tuple[float, float]], step: float, colour: str, what: str) -> str:
         top = 4 * step
         coordinates = " ".join(
-            f"{VIEWBOX_WIDTH * t / duration:.1f},{height * (1 - v / top):.1f}"
-            for (t, *_), v in zip(points, values)
+            f"{VIEWBOX_WIDTH * t / duration:.1f},{height * (1 - v / top):.1f}" for t, v in values
         )
         return (
             f'<polyline class="lazycell-series" points="{coordinates}" style="fill:none;'
@@ -186,8 +190,6 @@ def resources_chart(
             f"<title>{what}</title></polyline>"
         )
 
-    cpu = [p[1] for p in points]
-    memory = [p[2] for p in points]
     rows = [height * i / 4 for i in range(5)]
     grid = "".join(f'<line x1="0" x2="100%" y1="{y:.1f}" y2="{y:.1f}"/>' for y in rows[:-1])
     plot = (
@@ -195,8 +197,10 @@ def resources_chart(
         + x_axis(duration, height)
         + f'<svg width="100%" height="{height}" viewBox="0 0 {VIEWBOX_WIDTH} {height}" '
         f'preserveAspectRatio="none">'
-        + line(cpu, cpu_step, CPU_COLOUR, f"CPU: peak {max(cpu):.0f} %")
-        + line(memory, memory_step, MEMORY_COLOUR, f"memory: peak {max(memory):,.0f} MB")
+        + line(cpu, cpu_step, CPU_COLOUR, f"CPU: peak {max(c for _, c in cpu):.0f} %")
+        + line(
+            memory, memory_step, MEMORY_COLOUR, f"memory: peak {max(m for _, m in memory):,.0f} MB"
+        )
         + "</svg>"
     )
 
