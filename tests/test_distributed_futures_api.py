@@ -441,3 +441,13 @@ def test_an_asynchronous_client_awaits_scatter_cancel_retry_and_get():
         cluster.close()
 
     asyncio.run(main())
+
+
+def test_futures_inside_lazycell_delayed_calls_are_their_values(client):
+    # (conftest resets lc.config for each test: the client is named, not the default)
+    future = client.submit(inc, 1)
+    assert lc.delayed(inc)(future).compute(scheduler=client) == 3
+    assert lc.compute(lc.delayed(sum)([future, future]), scheduler=client)[0] == 4
+    assert lc.delayed(lambda d: d["k"] * 10)({"k": future}).compute(scheduler=client) == 20
+    assert client.compute(lc.delayed(inc)(future)).result(timeout=30) == 3
+    assert lc.delayed(future).compute(scheduler=client) == 2

@@ -67,9 +67,15 @@ from lazycell.graph.dask_collections import is_dask_collection
 from lazycell.graph.delayed import Delayed
 from lazycell.graph.keys import pure_key, random_key
 from lazycell.graph.spec import (
+    CALL,
+    DATA,
+    NESTED,
+    Call,
     Ref,
     TaskSpec,
+    alias_spec,
     call_spec,
+    container_spec,
     data_spec,
     key_group,
     specs_from_dask,
@@ -681,7 +687,7 @@ class Client:
         many = isinstance(collections, (list, tuple))
         objs = list(collections) if many else [collections]
         graph, keys = _graph_and_keys(objs, optimize_graph)
-        futures = self._submit_graph(graph, keys)
+        futures = self._submit_graph(_specs_with_future_refs(graph), keys)
         return futures if many else futures[0]
 
     def persist(self, collections, *, optimize_graph: bool = True):
@@ -701,7 +707,8 @@ class Client:
 
     def _persist_one(self, obj, optimize_graph: bool):
         if isinstance(obj, Delayed):
-            (future,) = self._submit_graph(*_graph_and_keys([obj], optimize_graph))
+            graph, keys = _graph_and_keys([obj], optimize_graph)
+            (future,) = self._submit_graph(_specs_with_future_refs(graph), keys)
             spec = call_spec(_held_result, (_FutureHolder(future),))
             return Delayed(obj.key, spec, (), obj._length)
         if is_dask_collection(obj):
@@ -717,7 +724,7 @@ class Client:
         return obj
 
     def _submit_graph(
-        self, graph: dict, keys: list, recorder=None, restrictions=None, options=None
+        self, graph: Mapping, keys: list, recorder=None, restrictions=None, options=None
     ) -> list[Future]:
         new_keys = []
         statuses = []
@@ -985,6 +992,8 @@ class Client:
         options=None,
     ) -> dict:
         self._check_open()
+        if self._statuses:  # futures of this client may be arguments: lc.delayed(f)(future)
+            graph = _specs_with_future_refs(graph)
         recorder = None
         if BUS.listening:
             try:
@@ -1627,6 +1636,50 @@ def _worker_names(workers) -> list:
     return list(workers)
 
 
+def _specs_with_future_refs(graph: Mapping) -> Mapping:
+    """``graph`` with Futures among its tasks' arguments (``lc.delayed(f)(future)``, also
+    inside lists, tuples, sets and dicts) made references to their keys, and a task that
+    is a Future (``lc.delayed(future)``) an alias of its key. The caller keeps the
+    Futures alive (they are in the objects being computed) until the graph is submitted."""
+    changed = {}
+    for key, spec in graph.items():
+        kind = spec.kind
+        if kind == DATA:
+            if isinstance(spec.args, Future):
+                changed[key] = alias_spec(spec.args.key)
+            continue
+        if kind != CALL and kind != NESTED:
+            continue
+        if not (
+            any(_holds_future(a) for a in spec.args)
+            or (spec.kwargs and any(_holds_future(v) for v in spec.kwargs.values()))
+        ):
+            continue
+        if spec.func is None:  # a container
+            changed[key] = container_spec(_refs_for_futures(spec.args))
+        else:
+            args = tuple(_refs_for_futures(a) for a in spec.args)
+            kwargs = {k: _refs_for_futures(v) for k, v in (spec.kwargs or {}).items()}
+            changed[key] = call_spec(spec.func, args, kwargs or None)
+    if not changed:
+        return graph
+    return {**graph, **changed}
+
+
+def _refs_for_futures(obj):
+    if isinstance(obj, Future):
+        return Ref(obj.key)
+    t = type(obj)
+    if t in (list, tuple, set, frozenset):
+        return t(_refs_for_futures(x) for x in obj)
+    if t is dict:
+        return {k: _refs_for_futures(v) for k, v in obj.items()}
+    if t is Call:
+        kwargs = obj.kwargs and {k: _refs_for_futures(v) for k, v in obj.kwargs.items()}
+        return Call(obj.func, tuple(_refs_for_futures(a) for a in obj.args), kwargs)
+    return obj
+
+
 def _futures_as_dask_refs(dsk: Mapping) -> Mapping:
     """``dsk`` with this module's Futures inside dask tasks' arguments made references
     to their keys (``dask.delayed(f)(future)``): dask reads only its own ``TaskRef``
@@ -1667,10 +1720,15 @@ def _argument_with_future_refs(arg, task_spec):
 def _holds_future(obj) -> bool:
     if isinstance(obj, Future):
         return True
-    if type(obj) in (list, tuple, set, frozenset):
+    t = type(obj)
+    if t in (list, tuple, set, frozenset):
         return any(_holds_future(x) for x in obj)
-    if type(obj) is dict:
+    if t is dict:
         return any(_holds_future(x) for x in obj.values())
+    if t is Call:
+        return any(_holds_future(a) for a in obj.args) or bool(
+            obj.kwargs and any(_holds_future(v) for v in obj.kwargs.values())
+        )
     return False
 
 
