@@ -321,3 +321,21 @@ def test_time_axis_ticks_are_round_steps_from_zero_within_the_compute(duration):
     assert 3 <= len(ticks) <= 7  # readable at 600 px
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5))
+
+
+def test_a_task_stream_of_many_workers_and_groups_stays_a_readable_size():
+    from lazycell.diagnostics.compute_state import TaskBar
+    from lazycell.widgets.svg_charts import MAX_LEGEND_ITEMS, task_stream_chart
+
+    groups = [f"group-{i}" for i in range(40)]
+    bars = [
+        TaskBar(f"worker-{i % 100}", i / 400, i / 400 + 0.002, groups[i % 40], False)
+        for i in range(400)
+    ]
+    markup = task_stream_chart(bars, groups, duration=1.0)
+    heights = [float(h) for h in re.findall(r'<svg [^>]*height="([\d.]+)"', markup)]
+    assert max(heights) < 450  # 100 rows shrink to fit, not 100 x 22 px
+    legend = re.findall(r'vertical-align:-1px;background:[^"]*"></span>([^<]*)</span>', markup)
+    assert legend == groups[:MAX_LEGEND_ITEMS]
+    assert f"and {40 - MAX_LEGEND_ITEMS} more" in markup
+    assert rects(markup) == 400

@@ -63,16 +63,20 @@ MAX_ROW_PITCH = 22  # px per worker row in the task stream
 MIN_ROW_PITCH = 4
 STREAM_ROWS_HEIGHT = 260  # px: rows shrink to fit this once there are many workers
 LABEL_CHAR_WIDTH = 6.5  # px, about, for sizing the worker-name column
+MAX_LEGEND_ITEMS = 12
 
 
-def chart(title: str, body: str, legend: Iterable[tuple[str, str]] = ()) -> str:
-    """A chart's frame: title, body, and a legend of ``(colour, name)`` that wraps."""
+def chart(title: str, body: str, legend: Sequence[tuple[str, str]] = ()) -> str:
+    """A chart's frame: title, body, and a legend of ``(colour, name)`` that wraps
+    (the first ``MAX_LEGEND_ITEMS``; dask graphs can have hundreds of groups)."""
     items = "".join(
         f'<span style="white-space:nowrap"><span style="display:inline-block;width:10px;'
         f'height:10px;margin-right:4px;vertical-align:-1px;background:{colour}"></span>'
         f"{html.escape(name)}</span>"
-        for colour, name in legend
+        for colour, name in legend[:MAX_LEGEND_ITEMS]
     )
+    if len(legend) > MAX_LEGEND_ITEMS:
+        items += f"<span>and {len(legend) - MAX_LEGEND_ITEMS:,} more</span>"
     legend_row = (
         f'<div style="display:flex;flex-wrap:wrap;gap:2px 14px;margin-top:4px;color:{MUTED}">'
         f"{items}</div>"
