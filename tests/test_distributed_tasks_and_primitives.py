@@ -431,3 +431,15 @@ def result_of_a_variable_future(var):
     future = var.get(timeout=30)
     with lc.worker_client():
         return future.result(timeout=30)
+
+
+def test_ctrl_c_in_the_kernel_withdraws_a_wait_so_it_takes_no_lease_later(client):
+    lock = lc.Lock()
+    assert lock.acquire()
+    interrupt = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    interrupt.start()
+    with pytest.raises(KeyboardInterrupt):
+        lc.Lock(lock.name).acquire()  # waits until Ctrl-C
+    lock.release()
+    # Had the interrupted wait stayed, it would now hold the lock and this would time out.
+    assert lc.Lock(lock.name).acquire(timeout=5)
