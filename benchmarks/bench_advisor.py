@@ -65,9 +65,12 @@ def python_loop(i: int, n: int) -> int:
 
 
 def numpy_ufuncs(i: int, n: int) -> float:
+    # In place, as benchmarks/bench_schedulers.py: NumPy releases the GIL inside each
+    # ufunc, and no 8 MB temporary per call (whose page faults threads would share).
     a = np.linspace(0, 1 + i, 1_000_000)
     for _ in range(n):
-        a = np.sqrt(np.sin(a) ** 2 + 1.0)
+        np.sin(a, out=a)
+        np.sqrt(np.abs(a, out=a), out=a)
     return float(a[::1000].sum())
 
 
@@ -98,8 +101,10 @@ def fetch(i: int) -> np.ndarray:
 
 
 def smooth(a: np.ndarray) -> np.ndarray:
-    for _ in range(6):
-        a = np.sqrt(np.sin(a) ** 2 + 1.0)
+    a = a.copy()
+    for _ in range(12):
+        np.sin(a, out=a)
+        np.sqrt(np.abs(a, out=a), out=a)
     return a
 
 
