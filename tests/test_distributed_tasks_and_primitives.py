@@ -443,3 +443,18 @@ def test_ctrl_c_in_the_kernel_withdraws_a_wait_so_it_takes_no_lease_later(client
     lock.release()
     # Had the interrupted wait stayed, it would now hold the lock and this would time out.
     assert lc.Lock(lock.name).acquire(timeout=5)
+
+
+def test_tasks_keep_a_client_when_the_first_client_of_their_cluster_closes():
+    cluster = lc.LocalCluster(
+        n_workers=1, threads_per_worker=1, memory_limit=None, dashboard_address=None
+    )
+    first = lc.Client(cluster, set_as_default=False)
+    second = lc.Client(cluster, set_as_default=False)
+    try:
+        assert second.submit(sum_of_map, 3).result(timeout=60) == 6
+        first.close()
+        assert second.submit(sum_of_map, 4).result(timeout=60) == 10
+    finally:
+        second.close()
+        cluster.close()

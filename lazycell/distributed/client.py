@@ -470,6 +470,7 @@ class Client:
         self._lock = threading.RLock()
         self.closed = False
         self._kept_until_done: dict = {}  # id -> Future (fire_and_forget)
+        self.scheduler.clients.append(self)
         if self.scheduler.task_clients is None:  # tasks' get_client() submits through us
             self.scheduler.task_clients = TaskClients(self)
         self._is_default = set_as_default
@@ -1253,8 +1254,11 @@ class Client:
         self.closed = True
         if self._is_default:
             _unregister_client(self)
+        others = [c for c in self.scheduler.clients if c is not self]
+        self.scheduler.clients[:] = others
         if getattr(self.scheduler.task_clients, "client", None) is self:
-            self.scheduler.task_clients = None
+            # Tasks' clients carry on through another client of this cluster, if any.
+            self.scheduler.task_clients = TaskClients(others[0]) if others else None
         self._kept_until_done.clear()
         self._fetcher.close()
         if self._owns_cluster:

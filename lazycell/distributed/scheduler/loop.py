@@ -160,6 +160,7 @@ class ClusterScheduler(SchedulerState):
         self.plugins: dict[str, bytes] = {}  # name -> pickled WorkerPlugin, set up on every worker
         self.adaptive = None  # an Adaptive policy while cluster.adapt() is on
         self.coordination = Coordination()  # lc.Lock, Event, Semaphore, Variable, Queue
+        self.clients: list = []  # the open lc.Clients of this cluster, oldest first
         self.task_clients: Any = None  # TaskClients of the kernel's Client: get_client() in tasks
         self.n_running_changed = threading.Condition()
         self._wake_r, self._wake_w = socket.socketpair()
