@@ -287,6 +287,43 @@ def test_a_reload_with_the_kernel_alive_brings_every_chart_back_with_its_data(la
     assert any("<rect " in str(m["state"].get("value")) for m in widget_state["state"].values())
 
 
+LONG_COMPUTE = (
+    "%compute --scheduler threads --workers 2 "
+    "lc.delayed(sum)([lc.delayed(work, name='work')(i) for i in range(200)])"
+)
+SHORT_COMPUTE = "%compute --scheduler sync lc.delayed(sum, name='tiny')([1, 2])"
+
+
+def test_charts_draw_while_the_compute_runs_and_a_short_one_says_it_was_not_sampled(
+    open_notebook,
+):
+    page = open_notebook("live.ipynb", [SETUP, LONG_COMPUTE, SHORT_COMPUTE])
+    run_cell(page, 0)
+    prompt = f"{cell(1)} .jp-InputPrompt"
+    page.click(f"{cell(1)} .cm-content")
+    page.keyboard.press("Shift+Enter")
+    # Still running ("[*]:") when the charts have bars and lines.
+    page.wait_for_function(
+        """([root, prompt]) => document.querySelector(root + ' .lazycell-task-stream-chart rect')
+            && document.querySelector(root + ' .lazycell-resources-chart polyline')
+            && document.querySelector(prompt).innerText.includes('*')""",
+        arg=[cell(1), prompt],
+        timeout=60_000,
+    )
+    running = chart_marks(page, 1)
+    page.wait_for_function(
+        f"() => /\\[\\d+\\]/.test(document.querySelector('{prompt}')?.innerText)",
+        timeout=120_000,
+    )
+    finished = chart_marks(page, 1)
+    run_cell(page, 2)
+    page.wait_for_selector(f"{cell(2)} .lazycell-chart-note", timeout=60_000)
+    short = chart_marks(page, 2)
+    assert 0 < running["bars"] < finished["bars"] == 201  # 5 s of tasks, charts every 2 s
+    assert short["bars"] == 1 and short["lines"] == 0
+    assert any(note.startswith("Too short to sample") for note in short["notes"])
+
+
 # -- looks: themes and widths
 
 
