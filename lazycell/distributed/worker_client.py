@@ -41,7 +41,6 @@ from collections.abc import Hashable, Iterable
 from lazycell.distributed.client import (
     GATHER_RETRY_SECONDS,
     WAIT_SLICE,
-    Client,
     Future,
     _check_callable,
     _collect_futures,
@@ -454,7 +453,6 @@ def _restrictions(keys: list, workers) -> dict | None:
 
 
 __all__ = [
-    "Client",
     "WorkerClient",
     "WorkerFuture",
     "fire_and_forget",
