@@ -238,6 +238,30 @@ def test_tasks_run_unwrapped_unless_a_callback_is_active():
         assert wrapped_by_callbacks(1).compute(scheduler=get_function("threads")) is True
 
 
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_a_start_callback_may_put_cached_values_in_the_graph_as_dask_cache_does(scheduler):
+    calls = []
+
+    @dask.delayed(pure=True)
+    def expensive(x):
+        calls.append(x)
+        return x * 10
+
+    part = expensive(1)
+    total = dask.delayed(sum)([part, expensive(2)])
+
+    def use_cached(dsk):  # what dask.cache.Cache._start does with the values it holds
+        dsk[part.key] = 999
+
+    with Callback(start=use_cached):
+        expected = total.compute(scheduler="sync")
+    calls.clear()
+    with Callback(start=use_cached):
+        assert total.compute(scheduler=get_function(scheduler)) == expected == 999 + 20
+    if scheduler != "processes":  # a processes task appends in its worker
+        assert calls == [2]
+
+
 @pytest.mark.parametrize("executor", ["ThreadPoolExecutor", "ProcessPoolExecutor"])
 def test_callbacks_fire_when_the_graph_runs_on_a_users_pool(executor):
     import concurrent.futures

@@ -46,7 +46,7 @@ _REFUSED_WITH_REASON = {
     "cache": (
         "cache= is dask's local schedulers' store of intermediate results; lazycell keeps "
         "its own and releases each result once its dependents ran. Drop cache=, and "
-        "persist() what you want to keep (or use dask.cache.Cache, a callback, which works)"
+        "persist() what you want to keep (or use dask.cache.Cache: callbacks are called)"
     ),
 }
 
