@@ -462,20 +462,7 @@ def clipped_text(page, root: str) -> list[str]:
     )
 
 
-@pytest.mark.parametrize(
-    "width",
-    [
-        1400,
-        pytest.param(
-            800,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a worker row's numbers do not wrap under its bar: "
-                "memory_view.ClusterMemoryRow's HBox needs flex_flow='row wrap'",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("width", [1400, 800])
 def test_client_panel_shows_each_workers_numbers_whole(client_page, width):
     client_page.set_viewport_size({"width": width, "height": 1000})
     client_page.wait_for_timeout(300)

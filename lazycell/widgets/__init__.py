@@ -1,4 +1,4 @@
-"""Notebook panels (ipywidgets + plotly), fed only by the event stream.
+"""Notebook panels (ipywidgets, charts drawn as inline SVG), fed only by the event stream.
 
 - :class:`ComputePanel` — the live panel: task progress per group, worker
   memory, a resource timeline and the task stream (``lazycell.widgets.panel``);
@@ -6,7 +6,7 @@
   the text bar for a compute (``lazycell.widgets.display_choice``);
 - :func:`live` — that display for every compute in a ``with`` block.
 
-The heavy imports (ipywidgets, plotly) happen when a panel is first made,
+The heavy import (ipywidgets) happens when a panel is first made,
 not when this package is imported.
 """
 

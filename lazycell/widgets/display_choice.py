@@ -63,7 +63,7 @@ def choose_progress_display(
         if display is not None:
             return display
     if can_show_widgets(shell):
-        # Imported here: ipywidgets and plotly load only when a panel is shown.
+        # Imported here: ipywidgets loads only when a panel is shown.
         from lazycell.widgets.panel import ComputePanel
 
         panel_timing = {} if interval is None else {"interval": interval}

@@ -133,7 +133,10 @@ class ClusterMemoryRow(BarNamedRow):
         self.bar.add_class("lazycell-memory-bar")
         self.bar.add_class("lazycell-cluster-memory-bar")
         self.text = widgets.Label()
-        self.widget = widgets.HBox([self.bar, self.text])
+        # In a narrow notebook the numbers wrap under the bar instead of being cut.
+        self.widget = widgets.HBox(
+            [self.bar, self.text], layout=widgets.Layout(flex_flow="row wrap")
+        )
 
     def show(self, memory: WorkerMemory, extra: str = "") -> None:
         """Draw ``memory``; ``extra`` goes first (the client's panel puts task counts there)."""
