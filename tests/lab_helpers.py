@@ -30,6 +30,10 @@ import psutil
 from browser_helpers import CHROMIUM_ARGS, find_chromium
 
 START_TIMEOUT = 120
+# The notebook panel in the main area (the current widget may be a console beside it).
+NOTEBOOK_JS = (
+    "[...window.jupyterapp.shell.widgets('main')].find(w => w.context?.path?.endsWith('.ipynb'))"
+)
 
 
 @dataclass
@@ -176,8 +180,8 @@ class LabPage:
     def wait_for_kernel(self, timeout: float = 90_000) -> None:
         """Until the app is up and the current notebook's kernel is idle."""
         self.page.wait_for_function(
-            "() => window.jupyterapp?.shell?.currentWidget?.sessionContext?.session?.kernel"
-            "?.status === 'idle'",
+            "() => window.jupyterapp?.shell && "
+            f"{NOTEBOOK_JS}?.sessionContext?.session?.kernel?.status === 'idle'",
             timeout=timeout,
         )
 
@@ -194,28 +198,29 @@ class LabPage:
         the cell ends) is not awaited.
         """
         self.page.evaluate(
-            """(index) => {
-                const notebook = window.jupyterapp.shell.currentWidget.content;
-                notebook.activeCellIndex = index;
+            f"""(index) => {{
+                const panel = {NOTEBOOK_JS};
+                window.jupyterapp.shell.activateById(panel.id);
+                panel.content.activeCellIndex = index;
                 void window.jupyterapp.commands.execute('notebook:run-cell');
-            }""",
+            }}""",
             index,
         )
 
     def execution_count(self, index: int) -> int | None:
         return self.page.evaluate(
-            "(index) => window.jupyterapp.shell.currentWidget.content.widgets[index]"
-            ".model.executionCount",
+            f"(index) => {NOTEBOOK_JS}.content.widgets[index].model.executionCount",
             index,
         )
 
     def wait_for_execution_count(self, index: int, count: int, timeout: float = 120_000) -> None:
         self.page.wait_for_function(
-            """([index, count]) => {
-                const cell = window.jupyterapp.shell.currentWidget.content.widgets[index];
-                const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+            f"""([index, count]) => {{
+                const panel = {NOTEBOOK_JS};
+                const cell = panel.content.widgets[index];
+                const kernel = panel.sessionContext.session.kernel;
                 return cell.model.executionCount === count && kernel.status === 'idle';
-            }""",
+            }}""",
             arg=[index, count],
             timeout=timeout,
         )
@@ -224,6 +229,4 @@ class LabPage:
         return self.page.inner_text(".lazycell-StatusItem")
 
     def active_cell_index(self) -> int:
-        return self.page.evaluate(
-            "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex"
-        )
+        return self.page.evaluate(f"() => {NOTEBOOK_JS}.content.activeCellIndex")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from browser_helpers import ARTIFACTS
-from lab_helpers import LabPage, chromium, lab_server, write_notebook
+from lab_helpers import NOTEBOOK_JS, LabPage, chromium, lab_server, write_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -54,6 +54,9 @@ LONG_COMPUTE_CELL = COMPUTE_CELL.replace("range(50)", "range(200)")
 LONG_TASKS = 201
 DONE = re.compile(r"^([\d,]+)/([\d,]+) tasks")
 
+CLUSTER_CELL = 'client = lc.Client(n_workers=1, threads_per_worker=1, memory_limit="400MB")'
+CLOSE_CELL = "client.close()"
+
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
@@ -61,7 +64,7 @@ def lab(tmp_path_factory):
     with lab_server(scratch) as server:
         write_notebook(
             server.root / "lazycell.ipynb",
-            [SETUP_CELL, COMPUTE_CELL, LONG_COMPUTE_CELL, FAILING_CELL],
+            [SETUP_CELL, COMPUTE_CELL, LONG_COMPUTE_CELL, FAILING_CELL, CLUSTER_CELL, CLOSE_CELL],
         )
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -136,20 +139,16 @@ def test_status_and_panel_move_while_the_cell_runs_and_history_lists_it(lab):
 
 
 def test_a_history_row_shows_its_cell(lab):
-    lab.page.evaluate(
-        "() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 0; }"
-    )
+    lab.page.evaluate(f"() => {{ {NOTEBOOK_JS}.content.activeCellIndex = 0; }}")
     lab.page.click(".lazycell-HistoryRow:has-text('In [2]')")
-    lab.page.wait_for_function(
-        "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex === 1"
-    )
+    lab.page.wait_for_function(f"() => {NOTEBOOK_JS}.content.activeCellIndex === 1")
 
 
 def test_the_panel_recovers_after_a_reload_mid_compute(lab):
     lab.run_cell(2)
     lab.page.wait_for_selector(".lazycell-StatusItem:has-text('tasks')", timeout=30_000)
     lab.page.reload()
-    lab.page.wait_for_function("() => window.jupyterapp?.shell?.currentWidget", timeout=90_000)
+    lab.page.wait_for_function(f"() => window.jupyterapp?.shell && {NOTEBOOK_JS}", timeout=90_000)
     # The layout restorer reopens the panel; the kernel's broadcasts reach it mid-compute.
     lab.page.wait_for_selector(f"{PANEL}", state="visible", timeout=60_000)
     lab.page.wait_for_function(
@@ -171,7 +170,8 @@ def test_the_panel_recovers_after_a_reload_mid_compute(lab):
     # the kernel kept, with the compute from before the reload.
     lab.page.wait_for_selector(".lazycell-HistoryRow:has-text('In [3]')", timeout=60_000)
     assert "201 tasks" in lab.page.inner_text(".lazycell-HistoryRow:has-text('In [3]')")
-    assert lab.page.locator(".lazycell-HistoryRow:has-text('In [2]')").count() == 1
+    lab.page.wait_for_selector(".lazycell-HistoryRow:has-text('In [2]')", timeout=30_000)
+    assert lab.page.locator(".lazycell-HistoryRow").count() == 2  # each compute once
 
 
 def test_a_failed_compute_turns_the_status_red_and_debug_opens_pdb(lab):
@@ -191,6 +191,25 @@ def test_a_failed_compute_turns_the_status_red_and_debug_opens_pdb(lab):
     lab.page.fill(".jp-CodeConsole .jp-Stdin-input", "q")
     lab.page.press(".jp-CodeConsole .jp-Stdin-input", "Enter")
     lab.page.wait_for_selector(".jp-CodeConsole .jp-Stdin-prompt", state="detached")
+
+
+def test_the_panel_shows_a_local_cluster_and_scales_it(lab):
+    lab.run_cell(4)
+    lab.page.wait_for_selector(".lazycell-Workers h3:has-text('LocalCluster')", timeout=60_000)
+    assert lab.page.locator(".lazycell-Worker").count() == 1
+    assert "400.0 MB" in lab.page.inner_text(".lazycell-Worker-memory")
+    lab.page.fill(".lazycell-ScaleWorkers", "2")
+    lab.page.click(".lazycell-ScaleButton")
+    lab.page.wait_for_function(
+        "() => document.querySelectorAll('.lazycell-Worker').length === 2", timeout=60_000
+    )
+    lab.page.fill(".lazycell-AdaptMinimum", "1")
+    lab.page.fill(".lazycell-AdaptMaximum", "3")
+    lab.page.click(".lazycell-AdaptButton")
+    lab.page.wait_for_selector(".lazycell-ClusterMessage:has-text('adapting between 1 and 3')")
+    save(lab, "lab-sidepanel-cluster.png")
+    lab.run_cell(5)
+    lab.page.wait_for_selector(".lazycell-ClusterControls", state="hidden", timeout=30_000)
 
 
 def test_dark_theme_screenshot(lab):

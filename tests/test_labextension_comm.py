@@ -172,6 +172,11 @@ def test_loading_lazycell_offers_a_comm_and_answers_a_snapshot(kernel):
     front.send(comm_id, {"request": "nonsense"})
     error = front.pump(lambda m: m["type"] == "error", what="an error")
     assert "'nonsense'" in error["message"] and "'snapshot'" in error["message"]
+    # The panel's scale control, with no cluster open: the error says how to start one.
+    front.send(comm_id, {"request": "scale", "workers": 2})
+    error = front.pump(lambda m: m["type"] == "error", what="an error")
+    assert error["message"].startswith("scale: no cluster is open")
+    assert "lc.Client(" in error["message"]
 
 
 def test_state_moves_while_the_cell_runs_and_history_keeps_the_cell(kernel):

@@ -92,6 +92,18 @@ export class KernelLink implements IDisposable {
     this._send({ request: 'history' });
   }
 
+  /** Have the open cluster run `workers` workers (turns adapt off). */
+  scale(workers: number): void {
+    this._error = null;
+    this._send({ request: 'scale', workers });
+  }
+
+  /** Let the open cluster grow and shrink with the work between the bounds. */
+  adapt(minimum: number, maximum: number): void {
+    this._error = null;
+    this._send({ request: 'adapt', minimum, maximum });
+  }
+
   dispose(): void {
     if (this._isDisposed) {
       return;

@@ -52,6 +52,12 @@ export class LazycellPanel extends Widget {
     this.id = PANEL_ID;
     this.addClass('lazycell-SidePanel');
     this.title.caption = 'lazycell';
+    // Redrawn at each change: everything but the cluster controls, whose inputs
+    // must keep what the user is typing.
+    this._top = document.createElement('div');
+    this._controls = this._clusterControls();
+    this._bottom = document.createElement('div');
+    this.node.append(this._top, this._controls, this._bottom);
     this.node.addEventListener('click', this._onClick);
     this._draw();
   }
@@ -96,6 +102,25 @@ export class LazycellPanel extends Widget {
     });
   }
 
+  private _clusterControls(): HTMLElement {
+    const controls = document.createElement('div');
+    controls.className = 'lazycell-ClusterControls';
+    controls.innerHTML =
+      '<label>workers <input class="jp-mod-styled lazycell-ScaleWorkers" type="number" min="0" value="2"></label>' +
+      '<button class="jp-mod-styled lazycell-ScaleButton" data-action="scale">Scale</button>' +
+      '<label>adapt <input class="jp-mod-styled lazycell-AdaptMinimum" type="number" min="0" value="1"></label>' +
+      '<label>to <input class="jp-mod-styled lazycell-AdaptMaximum" type="number" min="1" value="4"></label>' +
+      '<button class="jp-mod-styled lazycell-AdaptButton" data-action="adapt">Adapt</button>' +
+      '<div class="lazycell-ClusterMessage"></div>';
+    controls.hidden = true;
+    return controls;
+  }
+
+  private _number(selector: string): number {
+    const input = this._controls.querySelector(selector) as HTMLInputElement;
+    return Math.max(0, Math.floor(Number(input.value) || 0));
+  }
+
   private _draw(): void {
     const link = this._link;
     const parts: string[] = [
@@ -116,12 +141,26 @@ export class LazycellPanel extends Widget {
       const state = link.state;
       parts.push(this._computeSection(state.compute, state));
       parts.push(this._workersSection(state));
-      parts.push(this._resourcesSection(state));
+    }
+    const bottom: string[] = [];
+    if (link !== null && link.status === 'connected' && link.state !== null) {
+      bottom.push(this._resourcesSection(link.state));
     }
     if (link !== null && link.status === 'connected') {
-      parts.push(this._historySection(link));
+      bottom.push(this._historySection(link));
     }
-    this.node.innerHTML = parts.join('');
+    this._top.innerHTML = parts.join('');
+    this._bottom.innerHTML = bottom.join('');
+    const cluster = link?.status === 'connected' ? link.state?.cluster ?? null : null;
+    this._controls.hidden = !(cluster && cluster.scalable);
+    const message = this._controls.querySelector('.lazycell-ClusterMessage') as HTMLElement;
+    const adaptive = cluster?.adaptive;
+    message.textContent = link?.error
+      ? link.error
+      : adaptive
+        ? `adapting between ${adaptive.minimum ?? 0} and ${adaptive.maximum ?? '∞'} workers`
+        : '';
+    message.classList.toggle('lazycell-mod-error', Boolean(link?.error));
   }
 
   private _computeSection(compute: IComputeMessage | null, state: IStateMessage): string {
@@ -249,6 +288,10 @@ export class LazycellPanel extends Widget {
       void link.interrupt();
     } else if (action === 'load') {
       void link.load();
+    } else if (action === 'scale') {
+      link.scale(this._number('.lazycell-ScaleWorkers'));
+    } else if (action === 'adapt') {
+      link.adapt(this._number('.lazycell-AdaptMinimum'), this._number('.lazycell-AdaptMaximum'));
     } else if (action === 'debug') {
       this._actions.debug(link);
     } else if (action === 'show-cell') {
@@ -257,6 +300,9 @@ export class LazycellPanel extends Widget {
     }
   };
 
+  private _bottom: HTMLElement;
+  private _controls: HTMLElement;
+  private _top: HTMLElement;
   private _drawPending = false;
   private _link: KernelLink | null = null;
   private _notebookName = '';

@@ -61,13 +61,22 @@ export interface IWorkerMessage {
 /** Seconds ago, CPU % (100 = one core), resident bytes: the kernel and its child processes. */
 export type ResourcePoint = [number, number, number];
 
+/** The open cluster (a lazycell LocalCluster or a dask cluster), when the workers are its. */
+export interface ICluster {
+  kind: string;
+  dashboard: string | null;
+  /** Whether this kernel can scale it (a cluster object, not only an address). */
+  scalable: boolean;
+  adaptive: { minimum: number | null; maximum: number | null } | null;
+}
+
 export interface IStateMessage {
   type: 'state';
   /** The scheduler a compute would use now (lc.config's scheduler). */
   scheduler: string;
   compute: IComputeMessage | null;
   workers: IWorkerMessage[];
-  cluster: { kind: string; dashboard: string | null } | null;
+  cluster: ICluster | null;
   resources: ResourcePoint[];
   version: string;
 }
@@ -97,4 +106,8 @@ export interface IHistoryMessage {
 
 export type KernelMessage = IStateMessage | IHistoryMessage;
 
-export type FrontEndRequest = { request: 'snapshot' } | { request: 'history' };
+export type FrontEndRequest =
+  | { request: 'snapshot' }
+  | { request: 'history' }
+  | { request: 'scale'; workers: number }
+  | { request: 'adapt'; minimum: number; maximum: number };

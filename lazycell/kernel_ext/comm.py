@@ -167,15 +167,40 @@ class LabChannel:
             self.send_history()
         elif request == "history":
             self.send_history()
+        elif request in ("scale", "adapt"):
+            self._resize_cluster(request, data)
         else:
             self._send(
                 {
                     "type": "error",
                     "message": f"unknown request {request!r}; the kernel answers "
-                    "'snapshot' and 'history' (are the kernel's lazycell and the "
-                    "JupyterLab extension the same version?)",
+                    "'snapshot', 'history', 'scale' and 'adapt' (are the kernel's lazycell "
+                    "and the JupyterLab extension the same version?)",
                 }
             )
+
+    def _resize_cluster(self, request: str, data: dict) -> None:
+        """The panel's scale / adapt controls, on the open cluster; an error message if none."""
+        try:
+            client = _open_cluster_client()
+            if client is None:
+                raise ValueError(
+                    "no cluster is open in this kernel: lc.Client(n_workers=2) starts one"
+                )
+            target = getattr(client, "cluster", None)  # lazycell: the LocalCluster scales
+            target = target if hasattr(target, "scale") else client  # dask: the client does
+            if request == "scale":
+                target.scale(_count(data.get("workers"), "workers"))
+            else:
+                minimum = _count(data.get("minimum", 0), "minimum")
+                maximum = _count(data.get("maximum"), "maximum")
+                if maximum < minimum:
+                    raise ValueError(f"maximum {maximum} is below minimum {minimum}")
+                target.adapt(minimum=minimum, maximum=maximum)
+        except Exception as exc:  # said in the panel; the kernel carries on
+            self._send({"type": "error", "message": f"{request}: {exc}"})
+        self._cluster_cache = (0.0, None)
+        self.send_state()
 
     def _send(self, data: dict) -> None:
         data["lazycell"] = __version__
@@ -339,6 +364,25 @@ class LabChannel:
             return "?"
 
 
+def _count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def _open_cluster_client():
+    """The open lazycell client, else the open dask-cluster connection, else None."""
+    for module_name in ("lazycell.distributed.client", "lazycell.dask_cluster.client"):
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        try:
+            return module.current_client()
+        except (ValueError, RuntimeError):
+            continue
+    return None
+
+
 def _cluster_of_kind(kind: str) -> dict | None:
     """A lazycell cluster ("distributed") or a dask one ("dask"), if this kernel has one open.
 
@@ -353,6 +397,8 @@ def _cluster_of_kind(kind: str) -> dict | None:
             info = client.scheduler_info()
             workers = cluster_workers(info)
             name = str(info.get("type", "LocalCluster"))
+            scalable = hasattr(getattr(client, "cluster", None), "scale")
+            adaptive = info.get("adaptive")
         else:
             module = sys.modules.get("lazycell.dask_cluster.client")
             if module is None:
@@ -361,8 +407,21 @@ def _cluster_of_kind(kind: str) -> dict | None:
             info = client.scheduler_info()
             workers = dask_cluster_workers(info, total_memory())
             name = "dask cluster"
+            scalable = getattr(client, "cluster", None) is not None
+            adaptive = None
     except (ValueError, RuntimeError, OSError):  # none open, or it closed meanwhile
         return None
     except Exception:
         return None
-    return {"workers": workers, "cluster": {"kind": name, "dashboard": client.dashboard_link}}
+    adaptive = (
+        {"minimum": adaptive.get("minimum"), "maximum": adaptive.get("maximum")}
+        if isinstance(adaptive, dict)
+        else None
+    )
+    cluster = {
+        "kind": name,
+        "dashboard": client.dashboard_link,
+        "scalable": scalable,
+        "adaptive": adaptive,
+    }
+    return {"workers": workers, "cluster": cluster}
