@@ -222,7 +222,7 @@ def test_scatter_with_broadcast_is_usable_on_every_worker(client):
 
 
 def test_client_cancel_cancels_a_list_of_futures(client):
-    futures = client.map(slow_inc, [1, 2, 3], [5, 5, 5], pure=False)
+    futures = client.map(slow_inc, [1, 2, 3], [1, 1, 1], pure=False)
     client.cancel(futures)
     assert all(f.cancelled() for f in futures)
     with pytest.raises(concurrent.futures.CancelledError):
@@ -272,7 +272,7 @@ def test_traceback_is_a_traceback_object_of_the_workers_frames(client):
 
 
 def test_exception_with_a_timeout_raises_timeout_error(client):
-    future = client.submit(slow_inc, 1, 2, pure=False)
+    future = client.submit(slow_inc, 1, 1, pure=False)
     with pytest.raises(TimeoutError):
         future.exception(timeout=0.05)
     client.cancel(future)
@@ -358,7 +358,7 @@ def test_as_completed_with_results_yields_pairs(client):
 
 
 def test_as_completed_timeout_raises_timeout_error(client):
-    ac = lc.as_completed([client.submit(slow_inc, 1, 2, pure=False)], timeout=0.1)
+    ac = lc.as_completed([client.submit(slow_inc, 1, 0.5, pure=False)], timeout=0.1)
     with pytest.raises(TimeoutError):
         next(ac)
 

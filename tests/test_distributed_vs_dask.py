@@ -285,7 +285,7 @@ def scatter_shapes(system, tmp):
 
 def cancel_futures(system, tmp):
     c = system.client
-    futures = c.map(slow_inc, [1, 2], [5, 5], pure=False)
+    futures = c.map(slow_inc, [1, 2], [1, 1], pure=False)
     c.cancel(futures)
     wait_until(lambda: all(f.cancelled() for f in futures))
     statuses = [f.status for f in futures]
