@@ -24,8 +24,9 @@ Workloads (sized for a few seconds each on 2 cores):
 - mixed: per chunk a sleep (I/O), a NumPy step and a pure-Python step, then a sum.
 
 A last table measures what the advisor's sampling costs on the hot path: a
-10,000-task threads compute with the advisor listening, sampling on (as
-shipped) and off (``SAMPLE_FIRST = 0``, ``SAMPLE_EVERY`` huge), interleaved.
+10,000-task compute on sync and on threads with the advisor listening,
+sampling on (as shipped) and off (``SAMPLE_FIRST = 0``, ``SAMPLE_EVERY``
+huge), in pairs of runs in alternating order; the median of the pairs' ratios.
 
 Run::
 
@@ -226,25 +227,30 @@ def set_sampling(on: bool) -> None:
 
 
 def sampling_cost(rounds: int) -> list[list]:
+    """Paired runs, sampling off and on in alternating order; the median of their ratios."""
     d = lc.delayed
     rows = []
     for scheduler in ("sync", "threads"):
-        results: dict[bool, list[float]] = {True: [], False: []}
-        for _ in range(rounds):
-            for on in (True, False):
+        ratios, on_runs, off_runs = [], [], []
+        for index in range(rounds):
+            result = {}
+            for on in (True, False) if index % 2 else (False, True):
                 set_sampling(on)
                 graph = d(sum)([d(add_one)(i) for i in range(10_000)])
                 start = time.perf_counter()
                 lc.compute(graph, scheduler=scheduler)
-                results[on].append((time.perf_counter() - start) / 10_001 * 1e6)
+                result[on] = (time.perf_counter() - start) / 10_001 * 1e6
+            ratios.append(result[True] / result[False])
+            on_runs.append(result[True])
+            off_runs.append(result[False])
         set_sampling(True)
-        on, off = statistics.median(results[True]), statistics.median(results[False])
+        low, _, high = statistics.quantiles(ratios, n=4)
         rows.append(
             [
                 f"10,001 tiny tasks, {scheduler}, advisor listening",
-                f"{off:.2f}",
-                f"{on:.2f}",
-                f"{on / off:.3f}",
+                f"{statistics.median(off_runs):.2f}",
+                f"{statistics.median(on_runs):.2f}",
+                f"{statistics.median(ratios):.3f} ({low:.3f}–{high:.3f})",
             ]
         )
     return rows
@@ -298,8 +304,13 @@ def main() -> None:
     print(f"auto within 15 % of the best and never the slowest: {'yes' if ok_auto else 'NO'}")
     print()
     print_table(
-        ["hot path", "µs/task, sampling off", "µs/task, sampling on", "on / off"],
-        sampling_cost(3 if args.quick else 7),
+        [
+            "hot path",
+            "µs/task, sampling off",
+            "µs/task, sampling on",
+            "on / off, median of paired runs (quartiles)",
+        ],
+        sampling_cost(11 if args.quick else 41),
     )
 
 

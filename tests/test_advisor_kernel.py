@@ -122,3 +122,11 @@ def test_compute_with_scheduler_auto_runs_a_gil_bound_function_seen_before_on_pr
     advice = kernel.run("%scheduler --advise").stdout
     assert "on processes (2 workers): 8 tasks" in advice
     assert "scheduler='auto' last ran on processes: estimated from earlier computes" in advice
+
+
+def test_scheduler_auto_becomes_the_sessions_scheduler(kernel):
+    ran = kernel.run("%scheduler auto")
+    assert ran.status == "ok", ran.text
+    assert "lazycell scheduler for this session: auto (sync, threads or processes" in ran.stdout
+    reset = kernel.run("%scheduler threads")
+    assert reset.status == "ok", reset.text

@@ -27,23 +27,28 @@
   keeps the GIL share an earlier compute measured if this one cannot tell.
 - ``Advisor``: the listener (``ADVISOR``). It listens while a view shows a
   compute (the text bar; a ``%%compute`` cell), while ``scheduler="auto"``
-  runs one (:meth:`Advisor.listening`), and from :func:`advice_for_last_compute`
-  on (:meth:`Advisor.start`, until ``stop``): a compute no one listens to is not
-  recorded at all (see ``lazycell.events``), so it cannot be measured.
+  runs one (:meth:`Advisor.listening`), and from the first :func:`advise`
+  that found nothing measured on (:meth:`Advisor.start`, until ``stop``): a
+  compute no one listens to is not recorded at all (see ``lazycell.events``),
+  so it cannot be measured.
 
 How the GIL shows. ``time.thread_time`` counts the CPU a thread used, not the
 time it waited for the GIL. On the threads scheduler, tasks that hold the GIL
 run one at a time however many threads there are: each task's CPU/wall is
 about 1/threads, and the group keeps about one core busy. Tasks that release
 it (NumPy ufuncs) keep CPU/wall near 1 on every thread; tasks that wait on
-I/O have CPU/wall near 0. On the sync scheduler only one task runs at a
-time, so whether a group holds the GIL cannot be told from it: the advice
-says so and assumes it does.
+I/O have CPU/wall near 0. On a busy machine a thread also waits for a CPU
+other programs hold; Linux counts that wait per thread (``schedstat``), and
+it is left out of the wall time, or a loaded machine would look like the GIL.
+On the sync scheduler only one task runs at a time, so whether a group holds
+the GIL cannot be told from it: the advice says so and assumes it does.
 
-The estimates (see :func:`estimate_seconds`) come from those measured numbers
-and the core count; the constants they add (per-task overhead of each
-scheduler, the speed of pickling to a worker process) were measured by
-``benchmarks/bench_advisor.py`` and are printed with every advice.
+The estimates (:func:`estimate_terms`, :func:`seconds_from_terms`) come from
+those measured numbers and the core count, all groups sharing the workers;
+the constants they add (per-task overhead of each scheduler, the speed of
+pickling to a worker process) match what ``benchmarks/bench_advisor.py``
+measures (tiny tasks; large arrays on processes) and are printed with every
+advice.
 """
 
 from __future__ import annotations
