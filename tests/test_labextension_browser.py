@@ -115,15 +115,15 @@ def test_status_item_offers_lazycell_then_shows_the_scheduler(lab):
 
 def test_status_and_panel_move_while_the_cell_runs_and_history_lists_it(lab):
     lab.run_cell(1)
-    statuses, done = set(), []
+    statuses, done, saved = set(), [], None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and lab.execution_count(1) != 2:
         statuses.add(lab.status_text())
         count = progress_done(lab)
         if count is not None and (not done or count != done[-1]):
             done.append(count)
-        if len(done) == 3:
-            save(lab, "lab-sidepanel.png", docs=True)
+        if not saved and count is not None and count >= 30:  # mid-compute, charts filled in
+            saved = save(lab, "lab-sidepanel.png", docs=True)
         time.sleep(0.1)
     lab.wait_for_execution_count(1, 2)
     running = [s for s in statuses if "tasks" in s]
@@ -131,10 +131,16 @@ def test_status_and_panel_move_while_the_cell_runs_and_history_lists_it(lab):
     assert any(re.search(r"\d+/51 tasks · 2 workers", s) for s in running), statuses
     # The panel's progress moved before the cell ended.
     assert len(done) >= 3 and done == sorted(done) and done[-1] < TASKS, done
+    assert saved is not None
     lab.page.wait_for_selector(".lazycell-StatusItem:text-is('lazycell: threads')")
     row = lab.page.wait_for_selector(".lazycell-HistoryRow:has-text('In [2]')")
     assert "51 tasks" in row.inner_text() and "threads" in row.inner_text()
     assert "✔" in lab.page.inner_text(".lazycell-Compute .lazycell-Progress-text")
+    # The task stream: a bar per task (51 fit under the bar limit), on two threads' lanes.
+    lab.page.wait_for_function(
+        "() => document.querySelectorAll('.lazycell-TaskStream rect').length === 51"
+    )
+    assert "2 workers · 51 of 51 tasks drawn" in lab.page.inner_text(".lazycell-TaskStream")
     save(lab, "lab-sidepanel-finished.png")
 
 

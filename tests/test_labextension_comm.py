@@ -214,6 +214,11 @@ def test_state_moves_while_the_cell_runs_and_history_keeps_the_cell(kernel):
     compute = final["compute"]
     assert compute["status"] == "ok" and compute["done"] == compute["nTasks"] == 31
     assert compute["cell"] == number
+    # The task stream came with the end: every task a bar on one of the two threads.
+    stream = [m["stream"] for m in front.messages if m["type"] == "state" and m["stream"]][-1]
+    assert stream["computeId"] == compute["id"] and len(stream["bars"]) == 31
+    assert set(stream["groups"]) == {"slow_square", "total"} and len(stream["workers"]) == 2
+    assert all(0 <= start <= stop for _, start, stop, _, _ in stream["bars"])
     appended = [m for m in front.messages if m["type"] == "history" and not m["replace"]]
     assert appended and appended[-1]["computes"][0]["cell"] == number
     # A reloaded page asks for the history: the kernel kept it.

@@ -22,6 +22,7 @@ import {
   FrontEndRequest,
   IHistoryEntry,
   IStateMessage,
+  ITaskStream,
   KernelMessage as LazycellMessage
 } from './protocol';
 import { LinkStatus, mergeHistory } from './view';
@@ -49,6 +50,11 @@ export class KernelLink implements IDisposable {
   /** The kernel's latest state message, null before the first. */
   get state(): IStateMessage | null {
     return this._state;
+  }
+
+  /** The latest compute's task stream (it comes every few seconds), null before. */
+  get stream(): ITaskStream | null {
+    return this._stream;
   }
 
   /** The kernel's computes, oldest first. */
@@ -159,6 +165,7 @@ export class KernelLink implements IDisposable {
   private _reset(status: LinkStatus): void {
     this._status = status;
     this._state = null;
+    this._stream = null;
     this._history = [];
     this._error = null;
     this._comm = null;
@@ -219,6 +226,11 @@ export class KernelLink implements IDisposable {
     this._status = 'connected';
     if (message.type === 'state') {
       this._state = message;
+      if (message.stream) {
+        this._stream = message.stream;
+      } else if (message.compute === null || message.compute.id !== this._stream?.computeId) {
+        this._stream = null;
+      }
     } else if (message.type === 'history') {
       this._history = mergeHistory(this._history, message.computes, message.replace);
     } else if (message.type === 'error') {
@@ -235,5 +247,6 @@ export class KernelLink implements IDisposable {
   private _isDisposed = false;
   private _kernel: Kernel.IKernelConnection | null = null;
   private _state: IStateMessage | null = null;
+  private _stream: ITaskStream | null = null;
   private _status: LinkStatus = 'no-kernel';
 }

@@ -15,6 +15,7 @@ import {
   chartPoints,
   cpuScale,
   formatBytes,
+  formatSeconds,
   groupRows,
   historyRows,
   isRunning,
@@ -22,6 +23,7 @@ import {
   memorySegments,
   memoryText,
   progressText,
+  streamRects,
   workerDetails
 } from './view';
 
@@ -145,6 +147,7 @@ export class LazycellPanel extends Widget {
     const bottom: string[] = [];
     if (link !== null && link.status === 'connected' && link.state !== null) {
       bottom.push(this._resourcesSection(link.state));
+      bottom.push(this._streamSection(link));
     }
     if (link !== null && link.status === 'connected') {
       bottom.push(this._historySection(link));
@@ -248,15 +251,44 @@ export class LazycellPanel extends Widget {
     // Headroom above the highest sample, so a steady memory line is not drawn on the edge.
     const rssMax = 1.25 * Math.max(...points.map(point => point[2]), 1);
     const latest = points[points.length - 1];
+    // The samples there are, up to two minutes: a short history is not squeezed to one edge.
+    const span = Math.max(10, Math.min(CHART_WINDOW, Math.max(...points.map(point => point[0]))));
     const chart = (column: 1 | 2, max: number, label: string, css: string) =>
       `<div class="lazycell-Chart"><div class="lazycell-Chart-label">${escape(label)}</div>` +
       `<svg class="lazycell-Chart-svg ${css}" viewBox="0 0 ${CHART_WIDTH} ${CHART_HEIGHT}" ` +
-      `preserveAspectRatio="none"><polyline points="${chartPoints(points, column, max, CHART_WIDTH, CHART_HEIGHT, CHART_WINDOW)}"/></svg></div>`;
+      `preserveAspectRatio="none"><polyline points="${chartPoints(points, column, max, CHART_WIDTH, CHART_HEIGHT, span)}"/></svg></div>`;
     return (
-      '<section class="lazycell-Resources"><h3>Resources · last 2 min</h3>' +
+      `<section class="lazycell-Resources"><h3>Resources · last ${formatSeconds(Math.round(span))}</h3>` +
       chart(1, cpuMax, `CPU ${Math.round(latest[1])}% (of ${cpuMax}%)`, 'lazycell-Chart-cpu') +
       chart(2, rssMax, `Memory ${formatBytes(latest[2])}`, 'lazycell-Chart-memory') +
       '</section>'
+    );
+  }
+
+  private _streamSection(link: KernelLink): string {
+    const stream = link.stream;
+    const compute = link.state?.compute ?? null;
+    if (stream === null || compute === null || stream.bars.length === 0) {
+      return '';
+    }
+    const lanes = Math.max(stream.workers.length, 1);
+    const laneHeight = Math.max(6, Math.min(16, Math.floor(96 / lanes)));
+    const height = lanes * laneHeight;
+    const rects = streamRects(stream, compute.elapsed, CHART_WIDTH, laneHeight)
+      .map(
+        rect =>
+          `<rect class="${rect.className}" x="${rect.x.toFixed(2)}" y="${rect.y}" ` +
+          `width="${rect.width.toFixed(2)}" height="${rect.height}"><title>${escape(rect.title)}</title></rect>`
+      )
+      .join('');
+    const caption =
+      `${stream.workers.length} worker${stream.workers.length === 1 ? '' : 's'} · ` +
+      `${stream.bars.length} of ${compute.nTasks} tasks drawn`;
+    return (
+      '<section class="lazycell-TaskStream"><h3>Task stream</h3>' +
+      `<svg class="lazycell-TaskStream-svg" viewBox="0 0 ${CHART_WIDTH} ${height}" ` +
+      `preserveAspectRatio="none" style="height:${height}px">${rects}</svg>` +
+      `<div class="lazycell-Chart-label">${escape(caption)}</div></section>`
     );
   }
 

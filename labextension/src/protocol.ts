@@ -70,6 +70,17 @@ export interface ICluster {
   adaptive: { minimum: number | null; maximum: number | null } | null;
 }
 
+/**
+ * A compute's task stream, thinned to a few hundred bars spread over it:
+ * `[worker index, start, stop, group index, erred (0/1)]`, seconds since the compute started.
+ */
+export interface ITaskStream {
+  computeId: number;
+  workers: string[];
+  groups: string[];
+  bars: [number, number, number, number, number][];
+}
+
 export interface IStateMessage {
   type: 'state';
   /** The scheduler a compute would use now (lc.config's scheduler). */
@@ -77,6 +88,8 @@ export interface IStateMessage {
   compute: IComputeMessage | null;
   workers: IWorkerMessage[];
   cluster: ICluster | null;
+  /** Sent every few seconds and at the compute's end; null in between. */
+  stream: ITaskStream | null;
   resources: ResourcePoint[];
   version: string;
 }

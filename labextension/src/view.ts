@@ -8,6 +8,7 @@ import {
   IComputeMessage,
   IHistoryEntry,
   IStateMessage,
+  ITaskStream,
   IWorkerMessage,
   ResourcePoint
 } from './protocol';
@@ -309,4 +310,40 @@ export function chartPoints(
 export function cpuScale(points: ResourcePoint[]): number {
   const highest = points.reduce((max, point) => Math.max(max, point[1]), 0);
   return Math.max(100, Math.ceil(highest / 100) * 100);
+}
+
+/** Colours of the task stream's groups (CSS classes over --jp-* colours), in turn. */
+export const STREAM_COLOURS = 6;
+
+/** One bar of the task stream chart, in SVG units. */
+export interface IStreamRect {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  className: string;
+  title: string;
+}
+
+/**
+ * The task stream as rectangles: a lane per worker (`laneHeight` high), time
+ * across `width` from 0 to `span` seconds (at least the last bar's end).
+ */
+export function streamRects(
+  stream: ITaskStream,
+  span: number,
+  width: number,
+  laneHeight: number
+): IStreamRect[] {
+  const end = Math.max(span, ...stream.bars.map(bar => bar[2]), 1e-9);
+  return stream.bars.map(([worker, start, stop, group, erred]) => ({
+    x: (width * start) / end,
+    y: worker * laneHeight + 1,
+    width: Math.max((width * (stop - start)) / end, 0.5),
+    height: laneHeight - 2,
+    className: erred
+      ? 'lazycell-Stream-erred'
+      : `lazycell-Stream-c${group % STREAM_COLOURS}`,
+    title: `${stream.groups[group] ?? '?'} on ${stream.workers[worker] ?? '?'}: ${formatSeconds(stop - start)}`
+  }));
 }

@@ -15,6 +15,7 @@ import {
   mergeHistory,
   progressText,
   statusView,
+  streamRects,
   workerDetails
 } from '../src/view';
 
@@ -65,6 +66,7 @@ function state(overrides: Partial<IStateMessage> = {}): IStateMessage {
     workers: [worker()],
     cluster: null,
     resources: [],
+    stream: null,
     version: '0.1.0',
     ...overrides
   };
@@ -238,5 +240,36 @@ describe('the resources chart', () => {
   it('scales CPU to whole cores, at least one', () => {
     expect(cpuScale([[0, 30, 0]])).toBe(100);
     expect(cpuScale([[0, 130, 0]])).toBe(200);
+  });
+});
+
+describe('the task stream', () => {
+  it('draws a lane per worker, time across, failed tasks apart', () => {
+    const rects = streamRects(
+      {
+        computeId: 1,
+        workers: ['thread-0', 'thread-1'],
+        groups: ['inc', 'total'],
+        bars: [
+          [0, 0, 1, 0, 0],
+          [1, 1, 2, 1, 0],
+          [1, 2, 4, 0, 1]
+        ]
+      },
+      2,
+      100,
+      10
+    );
+    expect(rects.map(r => [r.x, r.y, r.width, r.height])).toEqual([
+      [0, 1, 25, 8],
+      [25, 11, 25, 8],
+      [50, 11, 50, 8]
+    ]);
+    expect(rects.map(r => r.className)).toEqual([
+      'lazycell-Stream-c0',
+      'lazycell-Stream-c1',
+      'lazycell-Stream-erred'
+    ]);
+    expect(rects[2].title).toBe('inc on thread-1: 2.00 s');
   });
 });

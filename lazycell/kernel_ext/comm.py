@@ -54,6 +54,7 @@ from lazycell.diagnostics.resources import ResourceSampler, total_memory
 from lazycell.diagnostics.workers import worker_processes
 from lazycell.kernel_ext.lab_messages import (
     NO_CELL,
+    TASK_STREAM_BARS,
     CellOfCompute,
     cluster_workers,
     compute_message,
@@ -61,6 +62,7 @@ from lazycell.kernel_ext.lab_messages import (
     history_entry,
     local_workers,
     resource_points,
+    task_stream_message,
 )
 from lazycell.kernel_ext.magics import running_cell_number
 
@@ -68,6 +70,8 @@ COMM_TARGET = "lazycell"
 MAX_HISTORY = 500
 # A cluster is asked for its workers at most this often (it is a round trip).
 CLUSTER_INFO_SECONDS = 1.0
+# The task stream is the largest part of a state message: sent this often, and at the end.
+TASK_STREAM_SECONDS = 2.0
 
 
 class LabChannel:
@@ -83,8 +87,7 @@ class LabChannel:
         self.idle_interval = idle_interval
         self.comms: list = []  # open comms, the newest last; messages go out on the newest
         self.history: deque[dict] = deque(maxlen=MAX_HISTORY)
-        # The panel shows no task stream: keep next to no bars.
-        self.tracker = ComputeTracker(on_change=self._on_change, stream_limit=2)
+        self.tracker = ComputeTracker(on_change=self._on_change, stream_limit=TASK_STREAM_BARS)
         self.sampler = ResourceSampler()
         self.cells: dict[int, CellOfCompute] = {}  # compute id -> where it ran
         self.started = False
@@ -95,6 +98,7 @@ class LabChannel:
         self._send_lock = threading.Lock()
         self._sent_at = 0.0
         self._cluster_cache: tuple[float, dict | None] = (0.0, None)
+        self._stream_sent: tuple[int, float] = (-1, 0.0)  # compute id, when its stream was sent
         self._stop_heartbeat = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -163,6 +167,7 @@ class LabChannel:
         if request is None:
             return
         if request == "snapshot":
+            self._stream_sent = (-1, 0.0)
             self.send_state()
             self.send_history()
         elif request == "history":
@@ -307,6 +312,7 @@ class LabChannel:
                 if state is not None
                 else None
             )
+            stream = self._task_stream_due(state)
             running_locally = (
                 state is not None
                 and not state.finished
@@ -328,9 +334,24 @@ class LabChannel:
             "compute": compute,
             "workers": workers,
             "cluster": cluster,
+            "stream": stream,
             "resources": resource_points(list(self.sampler.samples)),
             "version": __version__,
         }
+
+    def _task_stream_due(self, state: ComputeState | None) -> dict | None:
+        """The task stream when due: every TASK_STREAM_SECONDS, at the end, once per request."""
+        if state is None:
+            return None
+        compute_id, sent_at = self._stream_sent
+        now = time.monotonic()
+        if compute_id == state.compute_id:
+            if sent_at == float("inf"):
+                return None  # the finished compute's stream went out already
+            if not state.finished and now - sent_at < TASK_STREAM_SECONDS:
+                return None
+        self._stream_sent = (state.compute_id, float("inf") if state.finished else now)
+        return task_stream_message(state)
 
     def _local_processes(self, state: ComputeState) -> dict[str, int]:
         processes = self._processes.get(state.compute_id)

@@ -27,6 +27,8 @@ from lazycell.diagnostics.workers import worker_memory_from_info
 # A graph of thousands of groups would make every message large; the panel shows the largest.
 MAX_GROUPS = 50
 MAX_ERRORS = 20
+# The panel's task stream draws at most this many bars, spread over the whole compute.
+TASK_STREAM_BARS = 400
 # The resources chart spans this many seconds; older samples are not sent.
 RESOURCE_WINDOW_SECONDS = 120.0
 
@@ -72,6 +74,27 @@ def compute_message(state: ComputeState, cell: CellOfCompute = NO_CELL) -> dict:
         ],
         "errors": state.errors[:MAX_ERRORS],
         "summary": state.summary(),
+    }
+
+
+def task_stream_message(state: ComputeState) -> dict:
+    """The compute's task stream (thinned, see ``ThinnedStream``), in columns by index.
+
+    ``bars``: ``[worker index, start, stop, group index, erred]`` in seconds
+    since the compute started; ``workers`` and ``groups`` name the indexes.
+    """
+    workers: dict[str, int] = {}
+    groups: dict[str, int] = {}
+    bars = []
+    for bar in state.task_stream:
+        worker = workers.setdefault(bar.worker, len(workers))
+        group = groups.setdefault(bar.group, len(groups))
+        bars.append([worker, round(bar.start, 4), round(bar.stop, 4), group, int(bar.erred)])
+    return {
+        "computeId": state.compute_id,
+        "workers": list(workers),
+        "groups": list(groups),
+        "bars": bars,
     }
 
 
