@@ -4,6 +4,7 @@ the task stream, as_completed as an object and wait's checks, on a real local cl
 import asyncio
 import concurrent.futures
 import os
+import signal
 import threading
 import time
 import traceback
@@ -210,8 +211,9 @@ def test_scatter_to_named_workers_keeps_the_data_there(client):
     assert client.who_has(future)[future.key] == ["worker-1"]
 
 
-def test_scatter_with_broadcast_is_usable_on_every_worker(client):
+def test_scatter_with_broadcast_puts_a_copy_on_every_worker(client):
     [shared] = client.scatter([100], broadcast=True)
+    assert sorted(client.who_has(shared)[shared.key]) == ["worker-0", "worker-1"]
     on_each = [
         client.submit(inc, shared, workers=[w], pure=False) for w in ("worker-0", "worker-1")
     ]
@@ -451,3 +453,45 @@ def test_futures_inside_lazycell_delayed_calls_are_their_values(client):
     assert lc.delayed(lambda d: d["k"] * 10)({"k": future}).compute(scheduler=client) == 20
     assert client.compute(lc.delayed(inc)(future)).result(timeout=30) == 3
     assert lc.delayed(future).compute(scheduler=client) == 2
+
+
+def count_call(path, x):
+    with open(path, "a") as f:
+        f.write("x")
+    return x + 1
+
+
+def test_a_copy_takes_over_when_the_worker_holding_a_result_dies(tmp_path):
+    calls = str(tmp_path / "calls")
+    with lc.Client(
+        n_workers=2, threads_per_worker=1, memory_limit=None, dashboard_address=None
+    ) as c:
+        future = c.submit(count_call, calls, 1)
+        assert future.result(timeout=30) == 2
+        c.replicate(future)
+        holder, copy = c.who_has(future)[future.key]
+        os.kill(c.run(os.getpid)[holder], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while c.who_has(future)[future.key] != [copy]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert future.result(timeout=30) == 2
+        assert open(calls).read() == "x"  # not computed again
+
+
+def test_released_results_take_their_copies_with_them(client):
+    future = client.submit(inc, 777, pure=False)
+    future.result(timeout=30)
+    client.replicate(future, n=2)
+    key = future.key
+    assert len(client.who_has(future)[key]) == 2
+    del future
+    deadline = time.monotonic() + 10
+    while any(key in keys for keys in client.has_what().values()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_replicate_refuses_a_bad_count(client):
+    with pytest.raises(ValueError, match="holders"):
+        client.replicate(client.submit(inc, 1), n=0)

@@ -431,3 +431,61 @@ def test_restart_cancels_every_future_and_replaces_every_worker():
     assert [w.state for w in old] == ["closed", "closed"]
     assert sorted(cluster.sent) == [("worker-0", ("stop",)), ("worker-1", ("stop",))]
     assert sorted(w.name for w in cluster.workers.values()) == ["worker-2", "worker-3"]
+
+
+# ------------------------------------------------------------------------ copies (replicate)
+
+
+def copy_everywhere(cluster: FakeCluster, key) -> list:
+    """``client.replicate``: the copy requests sent, then every receiver's answer."""
+    cluster.sent.clear()
+    replies = queue.SimpleQueue()
+    membership.replicate(cluster, [key], None, None, replies)
+    requests = [(name, msg) for name, msg in cluster.sent if msg[0] == "gather-from"]
+    for _, (_, request_id, _) in requests:
+        membership.results_moved(cluster, request_id, {key: 8}, None)
+    assert replies.get_nowait() is None  # answered once every copy is made
+    return requests
+
+
+def test_replicate_asks_every_other_worker_for_a_copy_and_counts_it():
+    cluster = make_cluster(n_workers=3)
+    submit(cluster, {"x": call_spec(inc, (1,))}, ["x"])
+    run_until_done(cluster)
+    ts = cluster.tasks["x"]
+    requests = copy_everywhere(cluster, "x")
+    assert sorted(name for name, _ in requests) == sorted(
+        w.name for w in cluster.workers.values() if w is not ts.who_has
+    )
+    assert {w.name for w in ts.replicas} == {name for name, _ in requests}
+    copy = next(iter(ts.replicas))
+    assert transitions.addresses_to_fetch(_dependent_of(cluster, "x"), copy) == {}
+
+
+def _dependent_of(cluster: FakeCluster, key):
+    submit(cluster, {"y": call_spec(inc, (Ref(key),))}, ["y"])
+    return cluster.tasks["y"]
+
+
+def test_a_copy_takes_over_a_dead_holders_result_instead_of_a_recompute():
+    cluster = make_cluster(n_workers=2)
+    statuses = submit(cluster, {"x": call_spec(inc, (1,))}, ["x"])
+    run_until_done(cluster)
+    ts = cluster.tasks["x"]
+    holder = ts.who_has
+    copy_everywhere(cluster, "x")
+    (copy,) = ts.replicas
+    membership.remove_worker(cluster, holder)
+    assert ts.state == "memory" and ts.who_has is copy and not ts.replicas
+    assert statuses["x"].status == "finished" and statuses["x"].address == copy.address
+
+
+def test_releasing_a_result_releases_its_copies():
+    cluster = make_cluster(n_workers=2)
+    statuses = submit(cluster, {"x": call_spec(inc, (1,))}, ["x"])
+    run_until_done(cluster)
+    copy_everywhere(cluster, "x")
+    (copy,) = cluster.tasks["x"].replicas
+    transitions.release_wanted(cluster, ["x"], [statuses["x"]])
+    assert "x" not in cluster.tasks
+    assert "x" in copy.to_release and not copy.replicas and copy.nbytes == 0

@@ -279,6 +279,7 @@ def scatter_shapes(system, tmp):
         c.gather(as_dict),
         single.result(),
         c.submit(add, shared, 1).result(),
+        len(c.who_has(shared)[shared.key]),
         c.scatter([7])[0].key == c.scatter([7])[0].key,
     )
 
@@ -316,6 +317,15 @@ def traceback_of_a_failure(system, tmp):
     ok = system.client.submit(inc, 1)
     ok.result()
     return "helper_raising" in text, ok.traceback() is None
+
+
+def replicate_a_result(system, tmp):
+    c = system.client
+    future = c.submit(inc, 4321, pure=False)
+    future.result()
+    c.replicate([future])
+    copies = len(c.who_has(future)[future.key])
+    return copies, c.submit(inc, future, pure=False).result()
 
 
 def release_a_future(system, tmp):
@@ -591,6 +601,7 @@ SCENARIOS = [
     retry_a_failed_task,
     client_retry_reruns_failed_inputs,
     traceback_of_a_failure,
+    replicate_a_result,
     release_a_future,
     task_stream,
     options_never_reach_the_function,

@@ -765,9 +765,10 @@ class Client:
         A list, tuple or set gives one future per item (keys from the values'
         type and token, random with ``hash=False``); a dict gives futures keyed
         by its keys; anything else one future. ``workers`` limits where the
-        values are kept. ``broadcast=True`` is accepted: each value is kept on
-        one worker, and the others fetch it when a task needs it there.
-        ``direct`` and ``timeout`` are accepted for dask's signature.
+        values are kept. ``broadcast=True`` copies each value to every worker
+        (``broadcast=n``: to ``n`` of them) before returning, so tasks anywhere
+        read it locally. ``direct`` and ``timeout`` are accepted for dask's
+        signature.
         """
         self._check_open()
         if isinstance(data, range) or isinstance(data, Iterator):
@@ -791,6 +792,10 @@ class Client:
         graph = {key: data_spec(value) for key, value in named.items()}
         restrictions = dict.fromkeys(graph, _worker_names(workers)) if workers else None
         futures = dict(zip(graph, self._submit_graph(graph, list(graph), None, restrictions)))
+        if broadcast:  # a copy on every worker (or ``broadcast`` of them), as dask's
+            self._replicate_blocking(
+                list(futures.values()), None if broadcast is True else int(broadcast), workers
+            )
         if unpack:
             return futures[names[0]]
         if input_type is dict:
@@ -800,6 +805,26 @@ class Client:
         if input_type in (list, tuple, set, frozenset):
             return input_type(futures[k] for k in names)
         return [futures[k] for k in names]
+
+    @_awaitable_when_asynchronous
+    def replicate(self, futures, n: int | None = None, workers=None, branching_factor=2):
+        """Copy the results of ``futures`` to every worker (or ``n`` holders in all, or the
+        named ``workers``), so tasks there read them without a transfer; returns when the
+        copies are made. The copies go when the results do; a worker holding a copy
+        takes over the result if its holder dies."""
+        self._check_open()
+        flat: list = []
+        _collect_futures(futures, flat)
+        self._replicate_blocking(flat, n, workers)
+
+    def _replicate_blocking(self, futures: list, n: int | None, workers) -> None:
+        if n is not None and (not isinstance(n, int) or n < 1):
+            raise ValueError(f"replicate(n=...) takes a number of holders (1 or more), not {n!r}")
+        self._wait_settled([f._status for f in futures], None)
+        names = _worker_names(workers) if workers is not None else None
+        keys = [f.key for f in futures if f.status == "finished"]
+        if keys:
+            self.scheduler.ask("replicate", keys, n, names, timeout=None)
 
     @_awaitable_when_asynchronous
     def cancel(self, futures, asynchronous=None, force: bool = False, reason=None, msg=None):

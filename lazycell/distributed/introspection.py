@@ -73,10 +73,14 @@ def who_has(scheduler, keys: list[Hashable] | None) -> dict:
     for key in keys:
         ts = scheduler.tasks.get(key)
         held = ts is not None and ts.state == "memory" and ts.who_has is not None
-        out[key] = [ts.who_has.name] if held else []
+        copies = sorted(w.name for w in ts.replicas or ()) if held else []
+        out[key] = [ts.who_has.name, *copies] if held else []
     return out
 
 
 def has_what(scheduler) -> dict:
-    """``{worker name: [keys it holds]}`` for every live worker."""
-    return {w.name: [ts.key for ts in w.has_what] for w in scheduler.live_workers()}
+    """``{worker name: [keys it holds]}`` for every live worker (copies included)."""
+    return {
+        w.name: [ts.key for ts in w.has_what] + [ts.key for ts in w.replicas]
+        for w in scheduler.live_workers()
+    }

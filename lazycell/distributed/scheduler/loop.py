@@ -14,7 +14,7 @@ One round of :meth:`ClusterScheduler.run`::
       flush_to_workers                each worker's to_release and to_compute, one send each
 
 Commands (a tuple put on ``commands`` by ``submit_command``, or by ``ask``
-with a reply queue last): ``update-graph``, ``release``, ``cancel``,
+with a reply queue last): ``update-graph``, ``release``, ``cancel``, ``replicate``,
 ``interrupt``, ``locate``, ``call`` (run a function with the state, on this
 thread), ``worker-call``, ``register-plugin``, ``remove-plugin``, ``scale``,
 ``adapt``, ``restart``, ``close``, ``coordination`` (a Lock, Event, ...
@@ -314,6 +314,8 @@ class ClusterScheduler(SchedulerState):
                 transitions.release_wanted(self, *args)
             elif kind == "cancel":
                 transitions.cancel(self, *args)
+            elif kind == "replicate":
+                membership.replicate(self, *args)
 
             elif kind == "interrupt":
                 membership.interrupt(self, *args)

@@ -22,6 +22,12 @@ taking most; each ``("gathered", …)`` answer moves ``who_has`` to the copy
 (``results_moved``); then ``stop_retired`` tells it to stop. Nothing is
 recomputed unless a copy failed.
 
+Copies (``replicate``: ``client.replicate``, ``scatter(broadcast=True)``): the
+same ``("gather-from", …)`` asks workers to copy results; each answer adds the
+receiver to the result's ``replicas`` (``replicated``). When a worker dies, a
+result it held whose copy runs elsewhere is promoted there (``promote_copy``),
+not recomputed; its own copies just go.
+
 Restart (``restart``): every future is cancelled, every task dropped, every
 worker stopped and replaced.
 
@@ -39,7 +45,12 @@ import sys
 
 from lazycell.distributed.activity import ClusterActivity
 from lazycell.distributed.failures import PickledFailure
-from lazycell.distributed.scheduler.state import SchedulerState, WorkerHandle, warn_user
+from lazycell.distributed.scheduler.state import (
+    SchedulerState,
+    TaskState,
+    WorkerHandle,
+    warn_user,
+)
 from lazycell.distributed.scheduler.transitions import (
     activate,
     cancel,
@@ -110,7 +121,15 @@ def recover_tasks_of(state: SchedulerState, worker: WorkerHandle, how: str) -> N
         else:
             ts.state = "released"
             lost.append(ts)
+    for ts in list(worker.replicas):  # its copies are gone; the results stay elsewhere
+        if ts.replicas:
+            ts.replicas.discard(worker)
+    worker.replicas.clear()
     for ts in list(worker.has_what):
+        copy = next((w for w in ts.replicas or () if w.state == "running"), None)
+        if copy is not None:  # a copy elsewhere becomes the result: nothing to recompute
+            promote_copy(state, ts, copy)
+            continue
         ts.who_has = None
         ts.state = "released"
         for status in state.statuses.get(ts.key, ()):
@@ -121,6 +140,18 @@ def recover_tasks_of(state: SchedulerState, worker: WorkerHandle, how: str) -> N
     worker.queued_seconds = 0.0
     worker.has_what.clear()
     recompute_lost(state, lost)
+
+
+def promote_copy(state: SchedulerState, ts: TaskState, copy: WorkerHandle) -> None:
+    """``ts``'s holder is gone or going: its copy on ``copy`` is the result from now on."""
+    if ts.replicas:
+        ts.replicas.discard(copy)
+    copy.replicas.discard(ts)
+    ts.who_has = copy
+    copy.has_what.add(ts)  # its bytes were counted when the copy was made
+    for status in state.statuses.get(ts.key, ()):
+        status.address = copy.address
+        status.worker_name = copy.name
 
 
 def needs_replacement(state: SchedulerState, worker: WorkerHandle, was_running: bool) -> bool:
@@ -150,6 +181,9 @@ def forget_pending_answers(state: SchedulerState, worker: WorkerHandle, how: str
     for request_id, (_, receiver) in list(state.moves.items()):
         if worker is receiver:
             results_moved(state, request_id, {}, f"{worker.name} died")
+    for request_id, (receiver, _) in list(state.replications.items()):
+        if worker is receiver:
+            replicated(state, request_id, {}, f"{worker.name} died")
 
 
 def input_missing(state: SchedulerState, worker: WorkerHandle, key) -> None:
@@ -248,6 +282,9 @@ def move_results_away(state: SchedulerState, worker: WorkerHandle) -> None:
 
 def results_moved(state: SchedulerState, request_id: int, moved: dict, error: str | None) -> None:
     """A receiver copied a retiring worker's results: the scheduler points at the copies."""
+    if request_id in state.replications:
+        replicated(state, request_id, moved, error)
+        return
     entry = state.moves.pop(request_id, None)
     if entry is None:
         return
@@ -263,7 +300,11 @@ def results_moved(state: SchedulerState, request_id: int, moved: dict, error: st
         retiring.nbytes -= ts.nbytes
         ts.who_has = receiver
         receiver.has_what.add(ts)
-        receiver.nbytes += ts.nbytes
+        if ts.replicas and receiver in ts.replicas:  # it had a copy: now the result
+            ts.replicas.discard(receiver)
+            receiver.replicas.discard(ts)
+        else:
+            receiver.nbytes += ts.nbytes
         for status in state.statuses.get(key, ()):
             status.address = receiver.address
             status.worker_name = receiver.name
@@ -274,6 +315,78 @@ def results_moved(state: SchedulerState, request_id: int, moved: dict, error: st
         )
     if retiring.pending_moves is not None:
         retiring.pending_moves.discard(request_id)
+
+
+class Replication:
+    """One ``client.replicate``: the copies asked for, and who waits for them to be made."""
+
+    def __init__(self, reply):
+        self.pending: set = set()  # request ids not answered yet
+        self.reply = reply  # a queue to put None on when all are answered, or None
+
+    def answered(self, request_id: int) -> None:
+        self.pending.discard(request_id)
+        if not self.pending and self.reply is not None:
+            self.reply.put(None)
+            self.reply = None
+
+
+def replicate(
+    state: SchedulerState, keys: list, n: int | None, names: list | None = None, reply=None
+) -> None:
+    """Copy the results of ``keys`` to more running workers (all, or the ``names``d ones;
+    ``n`` holders in all if given) with ``("gather-from", …)``; ``reply`` gets None once
+    every copy is made or has failed."""
+    replication = Replication(reply)
+    workers = state.running_workers()
+    if names is not None:
+        workers = [w for w in workers if w.name in names]
+    wanted = len(workers) if n is None else n
+    keys_for: dict = {}  # receiver -> {source address: [keys]}
+    for key in keys:
+        ts = state.tasks.get(key)
+        if ts is None or ts.state != "memory" or ts.who_has is None:
+            continue
+        holders = {ts.who_has} | (ts.replicas or set())
+        for receiver in workers:
+            if len(holders) >= wanted:
+                break
+            if receiver in holders:
+                continue
+            holders.add(receiver)
+            by_source = keys_for.setdefault(receiver, {})
+            by_source.setdefault(ts.who_has.address, []).append(key)
+    for receiver, by_source in keys_for.items():
+        request_id = next(state.request_ids)
+        state.replications[request_id] = (receiver, replication)
+        replication.pending.add(request_id)
+        state.send_to(receiver, ("gather-from", request_id, by_source))
+    if not replication.pending and reply is not None:
+        reply.put(None)
+
+
+def replicated(state: SchedulerState, request_id: int, moved: dict, error: str | None) -> None:
+    """A worker made copies (``replicate``): the scheduler counts them as ``replicas``."""
+    receiver, replication = state.replications.pop(request_id)
+    for key in moved:
+        ts = state.tasks.get(key)
+        if (
+            ts is None
+            or ts.state != "memory"
+            or ts.who_has is receiver
+            or receiver.state != "running"
+        ):
+            receiver.to_release.append(key)  # released or moved meanwhile
+            continue
+        if ts.replicas is None:
+            ts.replicas = set()
+        if receiver not in ts.replicas:
+            ts.replicas.add(receiver)
+            receiver.replicas.add(ts)
+            receiver.nbytes += ts.nbytes
+    if error:
+        warn_user(f"copying results to {receiver.name} failed ({error})")
+    replication.answered(request_id)
 
 
 def stop_retired(state: SchedulerState, worker: WorkerHandle) -> None:
@@ -298,6 +411,10 @@ def restart(state: SchedulerState) -> None:
     state.tasks.clear()
     state.ready.clear()
     state.moves.clear()
+    for _, replication in state.replications.values():
+        replication.pending.clear()
+        replication.answered(-1)
+    state.replications.clear()
     workers = list(state.workers.values())
     stop_workers(state, workers)
     for worker in workers:

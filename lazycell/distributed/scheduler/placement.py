@@ -97,11 +97,16 @@ def choose_worker(state: SchedulerState, ts: TaskState, workers: list) -> Worker
         return choose_root_worker(state, workers)
     bytes_on: dict = {}
     deps_on: dict = {}
+    total = 0
     for dep in ts.deps:
         holder = dep.who_has
+        total += dep.nbytes
         bytes_on[holder] = bytes_on.get(holder, 0) + dep.nbytes
         deps_on[holder] = deps_on.get(holder, 0) + 1
-    total = sum(bytes_on.values())
+        if dep.replicas:  # copies count where they are (client.replicate)
+            for copy in dep.replicas:
+                bytes_on[copy] = bytes_on.get(copy, 0) + dep.nbytes
+                deps_on[copy] = deps_on.get(copy, 0) + 1
 
     def estimated_start(w: WorkerHandle) -> tuple:
         moved = total - bytes_on.get(w, 0)
@@ -133,7 +138,10 @@ def choose_allowed_worker(
         allowed = [w for w in allowed if has_free_resources(w, ts.resources)]
     if not allowed:
         return None
-    local = {w: sum(d.nbytes for d in ts.deps if d.who_has is w) for w in allowed}
+    local = {
+        w: sum(d.nbytes for d in ts.deps if d.who_has is w or (d.replicas and w in d.replicas))
+        for w in allowed
+    }
     return max(allowed, key=lambda w: (local[w], -busy(w)))
 
 

@@ -10,7 +10,8 @@ State of a task (``TaskState.state``), as in dask's scheduler:
 - ``waiting``     needed; ``waiting_on`` holds the inputs not in memory yet;
 - ``ready``       all inputs in memory; on the ``ready`` heap by ``priority``;
 - ``processing``  sent to ``processing_on``;
-- ``memory``      result held by worker ``who_has`` (``nbytes`` big);
+- ``memory``      result held by worker ``who_has`` (``nbytes`` big), and copies of it
+                  by the workers in ``replicas`` (``client.replicate``, ``scatter(broadcast=)``);
 - ``erred``       failed, or an input failed (``error`` names the task that did);
 - ``forgotten``   dropped from ``tasks``: no wanted key depends on it any more.
 
@@ -95,6 +96,7 @@ class TaskState:
         "retries",
         "resources",
         "loose_restrictions",
+        "replicas",
     )
 
     def __init__(self, key: Hashable, spec: TaskSpec, priority: tuple, recorder):
@@ -119,6 +121,7 @@ class TaskState:
         self.retries = 0  # failures left to retry (submit(..., retries=n))
         self.resources: dict | None = None  # {"GPU": 1}: held on its worker while it runs
         self.loose_restrictions = False  # allow_other_workers: restrictions are a preference
+        self.replicas: set[WorkerHandle] | None = None  # other workers holding a copy
 
     def __repr__(self) -> str:
         return f"<TaskState {self.key!r} {self.state}>"
@@ -197,6 +200,7 @@ class WorkerHandle:
         self.processing: set[TaskState] = set()
         self.long_running: set[TaskState] = set()  # of those, seceded: they hold no thread
         self.has_what: set[TaskState] = set()
+        self.replicas: set[TaskState] = set()  # copies of results whose who_has is another
         self.nbytes = 0
         self.queued_seconds = 0.0  # expected run time of the tasks in processing
         self.paused = False
@@ -265,6 +269,7 @@ class SchedulerState:
         self.request_ids = itertools.count()
         self.pending_calls: dict[int, PendingCall] = {}  # request id -> call awaiting answers
         self.moves: dict[int, tuple] = {}  # request id -> (retiring worker, receiving worker)
+        self.replications: dict[int, tuple] = {}  # request id -> (receiving worker, Replication)
 
     def running_workers(self) -> list[WorkerHandle]:
         return [w for w in self.workers.values() if w.state == "running"]

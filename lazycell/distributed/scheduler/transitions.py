@@ -252,7 +252,11 @@ def send_task(state: SchedulerState, ts: TaskState, worker: WorkerHandle) -> Non
 
 def addresses_to_fetch(ts: TaskState, worker: WorkerHandle) -> dict:
     """Data addresses of the inputs of ``ts`` that ``worker`` does not hold."""
-    return {dep.key: dep.who_has.address for dep in ts.deps if dep.who_has is not worker}
+    return {
+        dep.key: dep.who_has.address
+        for dep in ts.deps
+        if dep.who_has is not worker and not (dep.replicas and worker in dep.replicas)
+    }
 
 
 def stop_processing(ts: TaskState) -> None:
@@ -397,6 +401,17 @@ def release_if_unneeded(state: SchedulerState, ts: TaskState) -> None:
     worker.to_release.append(ts.key)
     ts.who_has = None
     ts.state = "released"
+    if ts.replicas:
+        drop_replicas(ts)
+
+
+def drop_replicas(ts: TaskState) -> None:
+    """The copies of a result go with it."""
+    for worker in ts.replicas or ():
+        worker.replicas.discard(ts)
+        worker.nbytes -= ts.nbytes
+        worker.to_release.append(ts.key)
+    ts.replicas = None
 
 
 def forget_if_unneeded(state: SchedulerState, ts: TaskState) -> None:
@@ -413,6 +428,8 @@ def forget_if_unneeded(state: SchedulerState, ts: TaskState) -> None:
             ts.who_has.nbytes -= ts.nbytes
             ts.who_has.to_release.append(ts.key)
             ts.who_has = None
+            if ts.replicas:
+                drop_replicas(ts)
         if not ts.counted:  # cancelled before it ran: no longer part of the totals
             state.activity.task_dropped(ts.key)
         ts.state = "forgotten"
