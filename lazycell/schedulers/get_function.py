@@ -25,11 +25,13 @@ How callbacks are called::
                                                  thread calls pretask when it sends a
                                                  task and posttask when its result is
                                                  back (as dask's get_async does)
+                                                 a cluster: no per-task hooks (the
+                                                 tasks run in other processes)
     finish(dsk, state, errored) for every callback whose start ran, whatever happened
 
-Only when some callback is active: with none, a get-function call costs one
-dictionary look-up more than ``lc.get`` (``dask.callbacks`` is not even
-imported unless dask imported it).
+Only when some callback is active: with none, a get-function call costs a few
+look-ups more than ``lc.get`` (about 2 µs) and nothing per task, and
+``dask.callbacks`` is not even imported unless dask imported it.
 """
 
 from __future__ import annotations
