@@ -92,6 +92,8 @@ HINT_AFTER_SECONDS = 0.5
 HINT_SPEEDUP = 1.5
 # The pick stays the current scheduler unless another is this much faster (noise).
 PICK_MARGIN = 1.1
+# scheduler="auto" names the task groups of at most about this many keys of a graph.
+AUTO_SAMPLE_KEYS = 1000
 # scheduler="auto" leaves threads only when another scheduler is this much faster.
 AUTO_MARGIN = 1.15
 # A compute's per-task scheduling costs more than the work below this task length.
@@ -724,9 +726,13 @@ class Advisor:
         The compute itself runs inside :meth:`listening` (``set_auto_chooser``), so
         the next one knows more.
         """
+        # A strided sample of the keys names the groups of a big graph well enough, at
+        # a fraction of the cost (naming 20,000 keys takes 10 ms: a tenth of their compute).
+        keys = list(graph)
+        stride = max(len(keys) // AUTO_SAMPLE_KEYS, 1)
         counts: dict[str, int] = {}
-        for name in group_keys(list(graph), key_group).values():
-            counts[name] = counts.get(name, 0) + 1
+        for name in group_keys(keys[::stride], key_group).values():
+            counts[name] = counts.get(name, 0) + stride
         with self.lock:
             profiles = {name: self.profiles[name] for name in counts if name in self.profiles}
         known = sum(counts[name] for name in profiles)
