@@ -104,13 +104,15 @@ def test_labextension_list_shows_lazycell_enabled_and_ok():
     assert "enabled" in line and "OK" in line and "(python, lazycell)" in line, line
 
 
-def test_status_item_offers_lazycell_then_shows_the_scheduler(lab):
+def test_the_panel_offers_to_load_lazycell_then_shows_the_scheduler(lab):
     lab.page.wait_for_selector(".lazycell-StatusItem:has-text('lazycell: not loaded')")
+    lab.page.click(".lazycell-StatusItem")  # opens the panel, which offers to load it
+    lab.page.click(f"{PANEL} .lazycell-LoadButton")
+    lab.page.wait_for_selector(".lazycell-StatusItem:has-text('lazycell: threads')")
+    lab.page.wait_for_selector(f"{PANEL} .lazycell-HistorySection", state="visible")
+    assert lab.execution_count(0) is None  # loaded silently: no cell ran
     lab.run_cell(0)
     lab.wait_for_execution_count(0, 1)
-    lab.page.wait_for_selector(".lazycell-StatusItem:has-text('lazycell: threads')")
-    lab.page.click(".lazycell-StatusItem")
-    lab.page.wait_for_selector(f"{PANEL} .lazycell-HistorySection", state="visible")
 
 
 def test_status_and_panel_move_while_the_cell_runs_and_history_lists_it(lab):
