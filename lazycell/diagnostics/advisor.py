@@ -53,6 +53,7 @@ advice.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -101,6 +102,8 @@ TINY_TASK_SECONDS = 50e-6
 # A group whose CPU/wall is below this on threads mostly waits (I/O, sleep); above
 # it, its waiting while other tasks ran is taken as waiting for the GIL.
 MOSTLY_WAITING = 0.15
+# Above this share of the task time spent waiting for a CPU, the machine is busy.
+BUSY_MACHINE = 0.3
 # A GIL share at least this high is read as holding the GIL throughout.
 GIL_BOUND = 0.7
 # How many computes' measures are kept.
@@ -813,8 +816,26 @@ def cluster_is_open() -> bool:
     return True
 
 
+@functools.cache
+def autogroup_scheduling() -> bool:
+    """Whether Linux shares CPUs between sessions first (each worker process has its own)."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as file:
+            return file.read().strip() == "1"
+    except OSError:
+        return False
+
+
 def notes_for(groups: list[GroupAdvice], setting: Setting) -> list[str]:
     notes = []
+    waited = fsum(g.measure.sampled_runqueue for g in groups)
+    sampled = fsum(g.measure.sampled_wall for g in groups)
+    if sampled and waited / sampled > BUSY_MACHINE and autogroup_scheduling():
+        notes.append(
+            f"other programs held the CPUs {waited / sampled:.0%} of the time; Linux shares "
+            "them between sessions first, and each processes worker is a session of its "
+            "own, so on a machine this busy processes may beat these estimates"
+        )
     for group in groups:
         g, p = group.measure, group.profile
         if group.kind == "tiny tasks" and g.n_tasks >= 1000:
