@@ -36,6 +36,16 @@ NOTEBOOK_JS = (
 )
 
 
+APP_OPTIONS = {
+    "jupyterlab": [
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.expose_app_in_browser=True",
+    ],
+    "notebook": ["--JupyterNotebookApp.expose_app_in_browser=True"],
+}
+
+
 @dataclass
 class LabServer:
     base: str
@@ -93,8 +103,11 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def lab_server(scratch: Path) -> Iterator[LabServer]:
-    """JupyterLab serving ``scratch/root`` (see the module docstring); stopped on exit."""
+def lab_server(scratch: Path, app: str = "jupyterlab") -> Iterator[LabServer]:
+    """JupyterLab serving ``scratch/root`` (see the module docstring); stopped on exit.
+
+    ``app="notebook"`` serves Notebook 7 instead (same server, same extensions).
+    """
     root = scratch / "root"
     root.mkdir(exist_ok=True)
     token = secrets.token_hex(16)
@@ -116,17 +129,15 @@ def lab_server(scratch: Path) -> Iterator[LabServer]:
         [
             sys.executable,
             "-m",
-            "jupyterlab",
+            app,
             "--no-browser",
             f"--IdentityProvider.token={token}",
             f"--port={port}",
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.root_dir={root}",
             "--ServerApp.port_retries=0",
-            "--LabApp.news_url=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.expose_app_in_browser=True",
         ]
+        + APP_OPTIONS[app]
         + (["--allow-root"] if os.geteuid() == 0 else []),  # CI runs as root
         env=env,
         stdout=subprocess.DEVNULL,
@@ -173,8 +184,9 @@ class LabPage:
         self.page = page
         self.server = server
 
-    def open_notebook(self, name: str) -> None:
-        self.page.goto(self.server.url(f"lab/tree/{name}"))
+    def open_notebook(self, name: str, path: str = "lab/tree") -> None:
+        """Open ``name`` (in Notebook 7: ``path="notebooks"``) and wait for its kernel."""
+        self.page.goto(self.server.url(f"{path}/{name}"))
         self.wait_for_kernel()
 
     def wait_for_kernel(self, timeout: float = 90_000) -> None:
