@@ -54,6 +54,7 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
     lane = None
     n_run = 0
     every = SAMPLE_EVERY - 1
+    first = SAMPLE_FIRST  # locals: read once per compute, not per task
     if recorder is not None:  # see events.WorkerLane: appends, no tuple per task
         lane = recorder.lane(WORKER_NAME)
         record_key, record_start, record_stop, record_nbytes = lane.writers()
@@ -64,7 +65,7 @@ def run_in_order(graph, order, outputs, n_dependents, recorder=None, scheduler_n
             if lane is not None:
                 record_key(key)
                 # A sample of tasks also has its CPU time measured (events.is_sampled).
-                sampled = n_run < SAMPLE_FIRST or not n_run & every
+                sampled = n_run < first or not n_run & every
                 n_run += 1
                 if sampled:
                     cpu_start = thread_time()

@@ -202,6 +202,7 @@ class ThreadRun:
         lane = None
         n_run = 0
         every = SAMPLE_EVERY - 1
+        first = SAMPLE_FIRST  # locals: read once per compute, not per task
         if self.recorder is not None:
             # Columns of this thread's own (see events.WorkerLane): appends, no tuples.
             recorder = self.recorder
@@ -228,7 +229,7 @@ class ThreadRun:
                     if lane is not None:
                         record_key(key)
                         # A sample also has its CPU time measured (events.is_sampled).
-                        sampled = n_run < SAMPLE_FIRST or not n_run & every
+                        sampled = n_run < first or not n_run & every
                         n_run += 1
                         if sampled:
                             cpu_start = thread_time()
