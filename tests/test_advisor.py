@@ -6,6 +6,7 @@ the tests assert decisions and reasoning, never a time.
 """
 
 import io
+import threading
 import time
 
 import numpy as np
@@ -241,3 +242,21 @@ def test_auto_measures_its_own_computes(loop_n):
     finally:
         ADVISOR.acquire()
     assert ADVISOR.computes[-1].groups["python_loop"].n_tasks == 8
+
+
+def test_auto_stays_on_threads_when_a_function_cannot_be_pickled(loop_n):
+    lock = threading.Lock()
+
+    def python_loop(i, n):  # the same group name, holding what no process can receive
+        with lock:
+            pass
+        total = 0
+        for j in range(n):
+            total += (j * j + i) % 7
+        return total
+
+    lc.compute(gil_bound(loop_n), scheduler="threads", num_workers=2)
+    tasks = [lc.delayed(python_loop)(i, loop_n) for i in range(8)]
+    assert lc.compute(tasks, scheduler="auto") == lc.compute(gil_bound(loop_n), scheduler="sync")
+    assert last_auto_choice().scheduler == "threads"
+    assert "python_loop' cannot be pickled to a worker process" in last_auto_choice().reason

@@ -750,6 +750,14 @@ class Advisor:
         best = min(estimates, key=estimates.__getitem__)
         if estimates[best] * AUTO_MARGIN >= estimates["threads"]:
             best = "threads"
+        if best == "processes":
+            unpicklable = first_unpicklable_function(graph, stride)
+            if unpicklable is not None:
+                return AutoChoice(
+                    "threads",
+                    f"threads: processes would be faster, but {unpicklable} cannot be "
+                    "pickled to a worker process",
+                )
         named = ", ".join(f"{s} ≈ {seconds_text(t)}" for s, t in estimates.items())
         return AutoChoice(
             best, f"{best}: estimated from earlier computes of {', '.join(profiles)} ({named})"
@@ -790,6 +798,28 @@ def add_inputs_and_parallelism(measure: ComputeMeasure, graph, sizes: dict, grou
         group.nbytes_in = inputs.get(name, 0)
         if levels.get(name):
             group.parallelism = group.n_tasks / len(levels[name])
+
+
+def first_unpicklable_function(graph: Mapping[Hashable, TaskSpec], stride: int) -> str | None:
+    """The name of a task function (of every ``stride``-th task) cloudpickle refuses, or None.
+
+    Only functions: pickling arguments to check them could cost as much as the
+    compute. A task whose argument cannot travel still fails on processes, with
+    an error that says to use threads.
+    """
+    import cloudpickle  # what the processes scheduler ships tasks with
+
+    seen: set[int] = set()
+    for spec in list(graph.values())[::stride]:
+        func = spec.func
+        if func is None or id(func) in seen:
+            continue
+        seen.add(id(func))
+        try:
+            cloudpickle.dumps(func)
+        except Exception:
+            return f"the function {spec.function_name!r}"
+    return None
 
 
 def processes_pool_is_running(n_workers: int) -> bool:
