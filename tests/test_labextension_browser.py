@@ -190,6 +190,10 @@ def test_a_failed_compute_turns_the_status_red_and_debug_opens_pdb(lab):
     assert "ratio" in error.inner_text() and "ZeroDivisionError" in error.inner_text()
     lab.page.wait_for_selector(".lazycell-HistoryRow.lazycell-mod-failed:has-text('In [4]')")
     save(lab, "lab-sidepanel-failed.png")
+    # Clicking the error goes to the cell that failed.
+    lab.page.evaluate(f"() => {{ {NOTEBOOK_JS}.content.activeCellIndex = 0; }}")
+    lab.page.click(".lazycell-Error a")
+    lab.page.wait_for_function(f"() => {NOTEBOOK_JS}.content.activeCellIndex === 3")
     # "debug": a console on the notebook's kernel runs %debug, in the task's frame.
     lab.page.click(".lazycell-Error .lazycell-DebugButton")
     prompt = lab.page.wait_for_selector(".jp-CodeConsole .jp-Stdin-prompt", timeout=60_000)
@@ -220,6 +224,23 @@ def test_the_panel_shows_a_local_cluster_and_scales_it(lab):
     lab.page.wait_for_selector(".lazycell-ClusterControls", state="hidden", timeout=30_000)
 
 
+def test_the_interrupt_button_stops_the_compute(lab):
+    lab.run_cell(2)
+    lab.page.wait_for_selector(".lazycell-InterruptButton", timeout=60_000)
+    lab.page.click(".lazycell-InterruptButton")
+    lab.page.wait_for_function(
+        f"() => {NOTEBOOK_JS}.content.widgets[2].model.executionCount > 3", timeout=60_000
+    )
+    number = lab.execution_count(2)
+    row = lab.page.wait_for_selector(
+        f".lazycell-HistoryRow:has-text('In [{number}]')", timeout=60_000
+    )
+    assert row.inner_text().startswith("■"), row.inner_text()  # interrupted, not finished
+    assert "/201 tasks" in row.inner_text()
+    assert "interrupted" in row.get_attribute("title")
+    lab.page.wait_for_selector(".lazycell-InterruptButton", state="detached")
+
+
 def test_dark_theme_screenshot(lab):
     lab.command("apputils:change-theme", {"theme": "JupyterLab Dark"})
     lab.page.wait_for_function(
@@ -233,3 +254,14 @@ def test_dark_theme_screenshot(lab):
     red, green, blue = (int(v) for v in re.findall(r"\d+", background)[:3])
     assert red + green + blue < 3 * 100, background  # a dark panel, from --jp-layout-color1
     save(lab, "lab-sidepanel-dark.png", docs=True)
+
+
+def test_high_contrast_theme(lab):
+    lab.command("apputils:change-theme", {"theme": "JupyterLab Dark High Contrast"})
+    lab.page.wait_for_function(
+        "() => document.body.dataset.jpThemeName === 'JupyterLab Dark High Contrast'",
+        timeout=30_000,
+    )
+    lab.page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=30_000)
+    lab.page.wait_for_selector(f"{PANEL} .lazycell-HistoryRow")
+    save(lab, "lab-sidepanel-high-contrast.png")

@@ -261,7 +261,9 @@ export function historyRows(entries: IHistoryEntry[]): IHistoryRow[] {
       tasks:
         entry.erred > 0
           ? `${formatCount(entry.erred)} of ${plural(entry.nTasks, 'task')} failed`
-          : plural(entry.nTasks, 'task'),
+          : entry.done < entry.nTasks
+            ? `${formatCount(entry.done)}/${plural(entry.nTasks, 'task')}`
+            : plural(entry.nTasks, 'task'),
       duration: formatSeconds(entry.duration),
       failed: entry.status === 'error' || entry.erred > 0,
       title: entry.summary

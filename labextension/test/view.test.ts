@@ -215,6 +215,11 @@ describe('history', () => {
     expect(mergeHistory(again, [entry(5)], true).map(e => e.id)).toEqual([5]);
   });
 
+  it('counts what an interrupted compute finished', () => {
+    const [row] = historyRows([entry(1, { status: 'cancelled', done: 2, nTasks: 201 })]);
+    expect(row).toMatchObject({ mark: '■', tasks: '2/201 tasks', failed: false });
+  });
+
   it('labels computes outside a cell', () => {
     expect(historyRows([entry(1, { cell: null })])[0].cell).toBe('outside a cell');
   });
