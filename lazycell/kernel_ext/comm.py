@@ -42,6 +42,7 @@ Messages: see ``lab_messages.py`` (and ``labextension/src/protocol.ts``).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -209,13 +210,16 @@ class LabChannel:
 
     def _send(self, data: dict) -> None:
         data["lazycell"] = __version__
+        closed = []
         with self._send_lock:
             for comm in reversed(list(self.comms)):
                 try:
                     comm.send(data)
-                    return
+                    break
                 except Exception:  # closed under us: try the next one
-                    self._drop(comm)
+                    closed.append(comm)
+        for comm in closed:  # outside the lock: dropping the last one joins the heartbeat
+            self._drop(comm)
 
     def send_state(self) -> None:
         """Send the latest compute, the workers and the resources now."""
@@ -318,16 +322,16 @@ class LabChannel:
                 and not state.finished
                 and state.scheduler not in ("distributed", "dask")
             )
-            processes = self._local_processes(state) if state is not None else {"kernel": 0}
+            processes = (
+                self._local_processes(state) if state is not None else {"kernel": os.getpid()}
+            )
             workers, cluster = None, None
             if not running_locally:
                 workers, cluster = self._cluster(
                     prefer_dask=state is not None and state.scheduler == "dask"
                 )
             if workers is None:
-                workers = local_workers(
-                    state, self._with_kernel_pid(processes), self.sampler.latest, total_memory()
-                )
+                workers = local_workers(state, processes, self.sampler.latest, total_memory())
         return {
             "type": "state",
             "scheduler": self._default_scheduler(),
@@ -358,11 +362,6 @@ class LabChannel:
         if processes is None:
             processes = self._processes[state.compute_id] = worker_processes(state)
         return processes
-
-    def _with_kernel_pid(self, processes: dict[str, int]) -> dict[str, int]:
-        import os
-
-        return {**processes, "kernel": os.getpid()}
 
     def _cluster(self, prefer_dask: bool) -> tuple[list | None, dict | None]:
         """The open cluster's workers and ``{kind, dashboard}``; (None, None) without one."""
