@@ -82,7 +82,7 @@ def test_guide_lists_each_scheduler_once_and_how_to_name_a_dask_cluster():
     lines = scheduler_guide_text().splitlines()[1:]
     names = [line.split()[0] for line in lines]
     assert sorted(names) == sorted(
-        ["sync", "threads", "processes", "distributed", "dask", "ADDRESS"]
+        ["sync", "threads", "processes", "auto", "distributed", "dask", "ADDRESS"]
     )
     assert not [line for line in lines if "(coming)" in line]
     (address,) = [line for line in lines if line.split()[0] == "ADDRESS"]
