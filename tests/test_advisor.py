@@ -98,7 +98,8 @@ def gil_bound(loop_n):
 
 
 def gil_releasing(ufunc_n):
-    return [lc.delayed(numpy_ufuncs)(i, ufunc_n) for i in range(8)]
+    # 16: about 1 s on 2 threads, long enough for a hint if one were due.
+    return [lc.delayed(numpy_ufuncs)(i, ufunc_n) for i in range(16)]
 
 
 def test_pure_python_on_threads_gets_a_hint_to_use_processes(loop_n):
@@ -114,6 +115,7 @@ def test_numpy_on_threads_gets_no_hint(ufunc_n):
     lc.compute(gil_releasing(ufunc_n), scheduler="threads", num_workers=2)
     advice = advice_for_last_compute()
     assert advice.hint is None
+    assert advice.pick == "threads"
     assert advice.groups[0].kind == "releases the GIL"
     assert "No hint: the choice was right." in str(advice)
 
