@@ -108,6 +108,10 @@ def __getattr__(name: str):
         import lazycell.dask_cluster
 
         return lazycell.dask_cluster
+    if name == "advise":
+        from lazycell.diagnostics.advisor import advise
+
+        return advise
     if name == "performance_report":
         from lazycell.diagnostics.report import performance_report
 
@@ -144,6 +148,7 @@ __all__ = [
     "Variable",
     "WorkerDiedError",
     "WorkerPlugin",
+    "advise",
     "as_completed",
     "compute",
     "config",

@@ -118,6 +118,7 @@ class CellRun:
     traceback: str = ""  # ANSI codes stripped
     prompts: list = field(default_factory=list)  # input requests, in order
     unexpected_prompts: int = 0  # input requests beyond the scripted answers
+    displays: list = field(default_factory=list)  # (data, metadata) of each display / update
 
     @property
     def text(self) -> str:
@@ -160,6 +161,8 @@ class RunningKernel:
                     run.stderr += content["text"]
             elif kind == "execute_result":
                 run.result = content["data"].get("text/plain")
+            elif kind in ("display_data", "update_display_data"):
+                run.displays.append((content["data"], content.get("metadata", {})))
             elif kind == "error":
                 run.traceback = strip_ansi("\n".join(content["traceback"]))
 

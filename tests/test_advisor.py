@@ -215,7 +215,7 @@ def test_config_advisor_takes_true_or_false_and_names_a_bad_value(monkeypatch):
 def test_advise_before_anything_was_measured_says_so_and_measures_from_then_on():
     ADVISOR.forget()
     try:
-        assert advise() == advisor.NOTHING_MEASURED
+        assert lc.advise() == advisor.NOTHING_MEASURED  # the public name
         assert "Run the compute again" in advisor.NOTHING_MEASURED
         with lc.config.set(scheduler="sync"):
             lc.delayed(inc)(1).compute()

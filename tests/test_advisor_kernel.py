@@ -109,6 +109,33 @@ def test_scheduler_advise_prints_the_reasoning_for_the_last_compute(kernel):
         assert expected in text, (expected, text)
 
 
+def lazycell_summary(run):
+    """The static summary a finished %%compute cell left: (data, metadata["lazycell"])."""
+    summaries = [(data, meta["lazycell"]) for data, meta in run.displays if "lazycell" in meta]
+    assert summaries, run.displays
+    return summaries[-1]
+
+
+def test_the_panel_leaves_the_hint_under_a_pure_python_compute_on_threads(kernel):
+    ran = kernel.run(f"%%compute --scheduler threads --workers 2\n{GIL}")
+    assert ran.status == "ok", ran.text
+    data, numbers = lazycell_summary(ran)
+    assert numbers["tasks"] == 8
+    assert "'python_loop' holds the GIL" in numbers["hint"]
+    assert "--scheduler processes would take ≈" in numbers["hint"]
+    assert "hint: 'python_loop' holds the GIL" in data["text/plain"]
+    assert "hint: &#x27;python_loop&#x27; holds the GIL" in data["text/html"]
+
+
+def test_the_panel_shows_no_hint_for_numpy_on_threads(kernel):
+    ran = kernel.run(f"%%compute --scheduler threads --workers 2\n{NUMPY}")
+    assert ran.status == "ok", ran.text
+    data, numbers = lazycell_summary(ran)
+    assert numbers["tasks"] == 16 and numbers["done"] == 16
+    assert "hint" not in numbers
+    assert "hint:" not in data["text/plain"]
+
+
 def test_scheduler_advise_takes_no_other_argument(kernel):
     ran = kernel.run("%scheduler threads --advise")
     assert ran.status == "error"

@@ -38,12 +38,14 @@ render sends only the traits that changed (ipywidgets drops equal values).
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 
 import ipywidgets as widgets
 
 from lazycell import config
+from lazycell.diagnostics import advisor
 from lazycell.diagnostics.compute_state import ComputeState, ComputeTracker
 from lazycell.diagnostics.figures import thinned_bars
 from lazycell.diagnostics.resources import DEFAULT_INTERVAL, ResourceSampler, total_memory
@@ -97,15 +99,18 @@ class ComputePanel:
         self._charts_compute_id: int | None = None
         self._processes: dict[int, dict[str, int]] = {}  # compute id -> {worker: pid}
         self._display_handle = None
+        self.hints: dict[int, str] = {}  # compute id -> the advisor's hint line
 
     def _layout(self) -> widgets.Widget:
         self.progress.timing.value = WAITING_TEXT
+        self.hint = widgets.HTML(layout=widgets.Layout(display="none"))
+        self.hint.add_class("lazycell-hint")
         charts = widgets.Tab(
             children=[self.resources.widget, self.task_stream.widget],
             titles=("Resources", "Task stream"),
         )
         memory = widgets.VBox([widgets.HTML("<b>Worker memory</b>"), self.memory.widget])
-        panel = widgets.VBox([self.progress.widget, memory, charts])
+        panel = widgets.VBox([self.progress.widget, self.hint, memory, charts])
         panel.add_class("lazycell-panel")
         return panel
 
@@ -153,6 +158,17 @@ class ComputePanel:
             task_stream_chart(bars, state.groups, duration, running=not state.finished)
         )
 
+    def _show_hint(self, state: ComputeState) -> None:
+        # The advisor listens before the panel (it subscribed first), so it has
+        # the compute's final batch by now.
+        hint = advisor.hint_for(state)
+        if hint:
+            self.hints[state.compute_id] = hint
+            self.hint.value = f"hint: {html.escape(hint)}"
+            self.hint.layout.display = None
+        else:
+            self.hint.layout.display = "none"
+
     def summary(self) -> str:
         """The latest compute's one-line summary (``WAITING_TEXT`` before the first)."""
         state = self.tracker.latest
@@ -162,6 +178,7 @@ class ComputePanel:
     def _on_change(self, state: ComputeState) -> None:
         # Called with the tracker's lock released, on the thread that delivered the batch.
         if state.finished:  # on the computing thread: the bars are final before it returns
+            self._show_hint(state)
             self.render(charts=False)
             return
         self.sampler.sample_if_due()
@@ -180,11 +197,13 @@ class ComputePanel:
         if self.display:
             self._show_in_output()
         self.sampler.sample()  # the baseline; later samples ride on the bus's wake-ups
+        advisor.ADVISOR.acquire()  # measures what the panel shows, for its hint
         self.tracker.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.tracker.stop()
+        advisor.ADVISOR.release()
         if self._display_handle is not None and not self._keeps_live():
             # What a saved notebook shows without its kernel; the widgets, no
             # longer shown, are closed (a front end saving widget state drops them).
@@ -206,7 +225,7 @@ class ComputePanel:
         """``(data, metadata)`` of the static summary of every compute the panel saw."""
         with self.tracker.lock:
             states = list(self.tracker.states.values())
-        return static_bundle(states)
+        return static_bundle(states, self.hints)
 
     def _show_in_output(self) -> None:
         from IPython.display import display

@@ -87,21 +87,47 @@ def summary_numbers(state: ComputeState) -> dict:
     }
 
 
-def static_bundle(states: Iterable[ComputeState]) -> tuple[dict, dict]:
-    """``(data, metadata)`` of the static output for these computes (see module docstring)."""
+def static_bundle(
+    states: Iterable[ComputeState], hints: dict[int, str] | None = None
+) -> tuple[dict, dict]:
+    """``(data, metadata)`` of the static output for these computes (see module docstring).
+
+    ``hints``: the scheduler advisor's hint line per compute id, shown under
+    that compute's summary and kept in its numbers as ``hint``.
+    """
     states = list(states)
+    hints = hints or {}
     if not states:
         return (
             {"text/plain": NO_COMPUTE_TEXT, "text/html": f"<p>{html.escape(NO_COMPUTE_TEXT)}</p>"},
             {"lazycell": {"version": METADATA_VERSION, "computes": []}},
         )
     numbers = [summary_numbers(state) for state in states]
+    for state, entry in zip(states, numbers):
+        if state.compute_id in hints:
+            entry["hint"] = hints[state.compute_id]
     metadata = {"version": METADATA_VERSION, **numbers[-1], "computes": numbers}
     data = {
-        "text/plain": "\n".join(static_text(state) for state in states),
-        "text/html": "".join(static_html(state) for state in states),
+        "text/plain": "\n".join(
+            static_text(state) + hint_text(hints.get(state.compute_id)) for state in states
+        ),
+        "text/html": "".join(
+            static_html(state) + hint_html(hints.get(state.compute_id)) for state in states
+        ),
     }
     return data, {"lazycell": metadata}
+
+
+def hint_text(hint: str | None) -> str:
+    """The advisor's hint as the text summary's last line ('' without one)."""
+    return f"\nhint: {hint}" if hint else ""
+
+
+def hint_html(hint: str | None) -> str:
+    """The advisor's hint under a compute's table ('' without one)."""
+    if not hint:
+        return ""
+    return f'<div class="lazycell-hint" style="opacity:0.85">hint: {html.escape(hint)}</div>'
 
 
 def static_text(state: ComputeState) -> str:
