@@ -517,18 +517,12 @@ class Client:
         # ``args`` may hold the only references to Futures (a list built in the
         # call): keep them alive until the graph that needs them is submitted,
         # or their release would reach the scheduler first.
-        task_args = tuple(_futures_to_refs(a) for a in args)
-        task_kwargs = {k: _futures_to_refs(v) for k, v in kwargs.items()}
-        spec = call_spec(fn, task_args, task_kwargs or None)
-        if key is None:
-            name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
-            key = pure_key(name, fn, task_args, task_kwargs) if pure else random_key(name)
-        restrictions = {key: _worker_names(workers)} if workers is not None else None
+        key, spec = _submitted_task(fn, args, kwargs, key, pure)
         (future,) = self._submit_graph(
             {key: spec},
             [key],
-            restrictions=restrictions,
-            options=None if options is None else {key: options},
+            restrictions=_restrictions([key], workers),
+            options=_per_key([key], options),
         )
         del args, kwargs  # only now may the argument Futures go
         return future
@@ -562,43 +556,12 @@ class Client:
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"map(batch_size=...) takes a positive number, not {batch_size!r}")
         options = self._task_options(retries, priority, resources, allow_other_workers, workers)
-        graph = {}
-        keys = []
-        given_keys = None
-        name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
-        if isinstance(key, str):
-            name = key
-        elif key is not None:
-            given_keys = list(key)
-        extra = {k: _futures_to_refs(v) for k, v in kwargs.items()}
-        for i, items in enumerate(zip(*iterables)):
-            args = tuple(_futures_to_refs(a) for a in items)
-            if given_keys is not None:
-                if i >= len(given_keys):
-                    raise ValueError(
-                        f"map(key=[...]) got {len(given_keys)} keys for more items than that; "
-                        "give one key per item"
-                    )
-                task_key = given_keys[i]
-            elif pure:
-                task_key = pure_key(name, fn, args, extra)
-            else:
-                task_key = random_key(name)
-            graph[task_key] = call_spec(fn, args, extra or None)
-            keys.append(task_key)
-        if given_keys is not None and len(given_keys) != len(keys):
-            raise ValueError(
-                f"map(key=[...]) got {len(given_keys)} keys for {len(keys)} items; "
-                "give one key per item"
-            )
-        restrictions = None
-        if workers is not None:
-            restrictions = dict.fromkeys(keys, _worker_names(workers))
+        graph, keys = _mapped_tasks(fn, iterables, kwargs, key, pure)
         return self._submit_graph(
             graph,
             keys,
-            restrictions=restrictions,
-            options=None if options is None else dict.fromkeys(keys, options),
+            restrictions=_restrictions(keys, workers),
+            options=_per_key(keys, options),
         )
 
     def _task_options(
@@ -615,12 +578,7 @@ class Client:
             self._check_resources(resources)
         if allow_other_workers and workers is None:
             raise ValueError("allow_other_workers=True needs workers= to prefer")
-        return TaskOptions(
-            retries=retries or 0,
-            priority=priority,
-            resources=dict(resources) if resources else None,
-            loose_restrictions=bool(allow_other_workers),
-        )
+        return _make_task_options(retries, priority, resources, allow_other_workers)
 
     def _check_resources(self, resources) -> None:
         if not isinstance(resources, dict):
@@ -891,25 +849,13 @@ class Client:
             return self._in_thread(self._gather_blocking, futures, errors)
         shape = _keys_for_futures(futures)
         try:
-            return self._gather_shape(shape, errors)
+            return _gather_shape(self, shape, errors)
         except BaseException:
             del futures  # as in Future.result: the error's traceback must not keep them
             raise
 
     def _gather_blocking(self, futures, errors: str):
-        return self._gather_shape(_keys_for_futures(futures), errors)
-
-    def _gather_shape(self, shape, errors: str):
-        """``shape`` with each :class:`_GatheredKey` replaced by its key's value."""
-        wanted: list = []
-        _collect_gathered_keys(shape, wanted)
-        if errors == "skip":
-            self._wait_settled([status for _, status in wanted], None)
-            wanted = [(key, status) for key, status in wanted if status.status == "finished"]
-            values = self._gather_keys(wanted, None)
-            return _fill_gathered_keys(shape, values, skip_missing=True)
-        values = self._gather_keys(wanted, None)
-        return _fill_gathered_keys(shape, values)
+        return _gather_shape(self, _keys_for_futures(futures), errors)
 
     def _wait_settled(self, statuses: list, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -1787,6 +1733,90 @@ def _refuse_actors(actor: bool, actors: bool) -> None:
             "lazycell's local cluster has no actors (stateful objects on a worker); keep "
             "state in lc.get_worker().namespace, or use dask.distributed for actors"
         )
+
+
+def _submitted_task(fn, args: tuple, kwargs: dict, key: Hashable, pure: bool):
+    """``(key, spec)`` of ``submit(fn, *args, key=key, pure=pure, **kwargs)``, as the
+    kernel's and a task's client both submit it: Futures among the arguments become
+    references to their keys; without ``key``, one from the call (random if not ``pure``)."""
+    task_args = tuple(_futures_to_refs(a) for a in args)
+    task_kwargs = {k: _futures_to_refs(v) for k, v in kwargs.items()}
+    spec = call_spec(fn, task_args, task_kwargs or None)
+    if key is None:
+        name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
+        key = pure_key(name, fn, task_args, task_kwargs) if pure else random_key(name)
+    return key, spec
+
+
+def _mapped_tasks(fn, iterables, kwargs: dict, key, pure: bool) -> tuple[dict, list]:
+    """``(graph, keys)`` of ``map(fn, *iterables, key=key, pure=pure, **kwargs)``: one task
+    per item; ``key`` is a list of keys (one per item) or a prefix for them."""
+    graph = {}
+    keys = []
+    given_keys = None
+    name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
+    if isinstance(key, str):
+        name = key
+    elif key is not None:
+        given_keys = list(key)
+    extra = {k: _futures_to_refs(v) for k, v in kwargs.items()}
+    for i, items in enumerate(zip(*iterables)):
+        args = tuple(_futures_to_refs(a) for a in items)
+        if given_keys is not None:
+            if i >= len(given_keys):
+                raise ValueError(
+                    f"map(key=[...]) got {len(given_keys)} keys for more items than that; "
+                    "give one key per item"
+                )
+            task_key = given_keys[i]
+        elif pure:
+            task_key = pure_key(name, fn, args, extra)
+        else:
+            task_key = random_key(name)
+        graph[task_key] = call_spec(fn, args, extra or None)
+        keys.append(task_key)
+    if given_keys is not None and len(given_keys) != len(keys):
+        raise ValueError(
+            f"map(key=[...]) got {len(given_keys)} keys for {len(keys)} items; "
+            "give one key per item"
+        )
+    return graph, keys
+
+
+def _make_task_options(retries, priority, resources, allow_other_workers) -> TaskOptions | None:
+    """The :class:`TaskOptions` of a submit / map / compute; None if all default.
+    Not checked here: the kernel's client checks them (``Client._task_options``)."""
+    if not (retries or priority or resources or allow_other_workers):
+        return None
+    return TaskOptions(
+        retries=retries or 0,
+        priority=priority,
+        resources=dict(resources) if resources else None,
+        loose_restrictions=bool(allow_other_workers),
+    )
+
+
+def _restrictions(keys: list, workers) -> dict | None:
+    """The ``workers=`` of a submit / map: key -> worker names, or None for anywhere."""
+    return None if workers is None else dict.fromkeys(keys, _worker_names(workers))
+
+
+def _per_key(keys: list, options: TaskOptions | None) -> dict | None:
+    return None if options is None else dict.fromkeys(keys, options)
+
+
+def _gather_shape(client, shape, errors: str):
+    """``shape`` with each :class:`_GatheredKey` replaced by its key's value, for the
+    kernel's and a task's client (``errors="skip"`` leaves failed ones out)."""
+    wanted: list = []
+    _collect_gathered_keys(shape, wanted)
+    if errors == "skip":
+        client._wait_settled([status for _, status in wanted], None)
+        wanted = [(key, status) for key, status in wanted if status.status == "finished"]
+        values = client._gather_keys(wanted, None)
+        return _fill_gathered_keys(shape, values, skip_missing=True)
+    values = client._gather_keys(wanted, None)
+    return _fill_gathered_keys(shape, values)
 
 
 def _futures_to_refs(obj):

@@ -44,20 +44,22 @@ from lazycell.distributed.client import (
     Future,
     _check_callable,
     _collect_futures,
-    _collect_gathered_keys,
-    _fill_gathered_keys,
-    _futures_to_refs,
+    _gather_shape,
     _keys_for_futures,
+    _make_task_options,
+    _mapped_tasks,
+    _per_key,
     _refuse_actors,
-    _worker_names,
+    _restrictions,
+    _submitted_task,
     current_client,
 )
 from lazycell.distributed.plugins import worker_of_thread
 from lazycell.distributed.protocol import MissingData
-from lazycell.distributed.scheduler import KeyStatus, TaskOptions
+from lazycell.distributed.scheduler import KeyStatus
 from lazycell.distributed.task_clients import FutureKey
 from lazycell.graph.keys import pure_key, random_key
-from lazycell.graph.spec import call_spec, data_spec, key_group
+from lazycell.graph.spec import data_spec
 from lazycell.schedulers.errors import annotate_task_error
 
 
@@ -180,13 +182,8 @@ class WorkerClient:
         """As :meth:`lazycell.Client.submit`."""
         _check_callable(fn, "submit")
         _refuse_actors(actor, actors)
-        options = _options(retries, priority, resources, allow_other_workers)
-        task_args = tuple(_futures_to_refs(a) for a in args)
-        task_kwargs = {k: _futures_to_refs(v) for k, v in kwargs.items()}
-        spec = call_spec(fn, task_args, task_kwargs or None)
-        if key is None:
-            name = key_group(getattr(fn, "__name__", None) or type(fn).__name__)
-            key = pure_key(name, fn, task_args, task_kwargs) if pure else random_key(name)
+        options = _make_task_options(retries, priority, resources, allow_other_workers)
+        key, spec = _submitted_task(fn, args, kwargs, key, pure)
         (future,) = self._submit_graph(
             {key: spec}, [key], _restrictions([key], workers), _per_key([key], options)
         )
@@ -213,27 +210,8 @@ class WorkerClient:
         """As :meth:`lazycell.Client.map`."""
         _check_callable(fn, "map")
         _refuse_actors(actor, actors)
-        options = _options(retries, priority, resources, allow_other_workers)
-        name = (
-            key
-            if isinstance(key, str)
-            else key_group(getattr(fn, "__name__", None) or type(fn).__name__)
-        )
-        given = list(key) if key is not None and not isinstance(key, str) else None
-        extra = {k: _futures_to_refs(v) for k, v in kwargs.items()}
-        graph, keys = {}, []
-        for i, items in enumerate(zip(*iterables)):
-            args = tuple(_futures_to_refs(a) for a in items)
-            if given is not None:
-                task_key = given[i]
-            else:
-                task_key = pure_key(name, fn, args, extra) if pure else random_key(name)
-            graph[task_key] = call_spec(fn, args, extra or None)
-            keys.append(task_key)
-        if given is not None and len(given) != len(keys):
-            raise ValueError(
-                f"map(key=[...]) got {len(given)} keys for {len(keys)} items; give one per item"
-            )
+        options = _make_task_options(retries, priority, resources, allow_other_workers)
+        graph, keys = _mapped_tasks(fn, iterables, kwargs, key, pure)
         return self._submit_graph(
             graph, keys, _restrictions(keys, workers), _per_key(keys, options)
         )
@@ -294,14 +272,7 @@ class WorkerClient:
     # -- results
     def gather(self, futures, errors: str = "raise"):
         """Values of futures (a Future, or lists / tuples / dicts of them), same shape."""
-        shape = _keys_for_futures(futures)
-        wanted: list = []
-        _collect_gathered_keys(shape, wanted)
-        if errors == "skip":
-            self._wait_settled([status for _, status in wanted], None)
-            wanted = [(k, s) for k, s in wanted if s.status == "finished"]
-            return _fill_gathered_keys(shape, self._gather_keys(wanted, None), skip_missing=True)
-        return _fill_gathered_keys(shape, self._gather_keys(wanted, None))
+        return _gather_shape(self, _keys_for_futures(futures), errors)
 
     def _wait_settled(self, statuses: list, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -434,22 +405,6 @@ def _flat_futures(obj) -> list:
     flat: list = []
     _collect_futures(obj, flat)
     return flat
-
-
-def _options(retries, priority, resources, allow_other_workers) -> TaskOptions | None:
-    if not (retries or priority or resources or allow_other_workers):
-        return None
-    return TaskOptions(
-        retries or 0, priority, dict(resources) if resources else None, bool(allow_other_workers)
-    )
-
-
-def _per_key(keys: list, options) -> dict | None:
-    return None if options is None else dict.fromkeys(keys, options)
-
-
-def _restrictions(keys: list, workers) -> dict | None:
-    return None if workers is None else dict.fromkeys(keys, _worker_names(workers))
 
 
 __all__ = [
