@@ -17,7 +17,7 @@ from lazycell import config
 from lazycell.graph.collect import collect, repack
 from lazycell.graph.dask_collections import is_dask_collection
 from lazycell.graph.delayed import Delayed
-from lazycell.graph.spec import TaskSpec, data_spec, specs_from_dask
+from lazycell.graph.spec import TaskSpec, data_spec, flatten_keys, nest_values, specs_from_dask
 from lazycell.schedulers.executor import ExecutorScheduler
 from lazycell.schedulers.get_function import GetFunctionScheduler, run_for_dask, take_dask_keywords
 from lazycell.schedulers.registry import (
@@ -142,20 +142,6 @@ def persist(*args, scheduler=None, **options) -> tuple:
     return tuple(out)
 
 
-def _flatten_keys(keys, out: list) -> None:
-    if isinstance(keys, list):
-        for k in keys:
-            _flatten_keys(k, out)
-    else:
-        out.append(keys)
-
-
-def _nest_results(keys, results: dict):
-    if isinstance(keys, list):
-        return tuple(_nest_results(k, results) for k in keys)
-    return results[keys]
-
-
 def get(dsk, keys, scheduler=None, **options) -> Any:
     """Run a dask-style graph: ``lc.get({"x": 1, "y": (inc, "x")}, "y") == 2``.
 
@@ -167,13 +153,12 @@ def get(dsk, keys, scheduler=None, **options) -> Any:
     if not isinstance(dsk, Mapping) and hasattr(dsk, "__dask_graph__"):
         dsk = dsk.__dask_graph__()
     graph = specs_from_dask(dsk)
-    flat: list = []
-    _flatten_keys(keys, flat)
+    flat = flatten_keys(keys)
     for key in flat:
         if key not in graph:
             raise KeyError(f"key {key!r} is not in the graph")
     results = run_graph(graph, list(dict.fromkeys(flat)), scheduler, **options)
-    return _nest_results(keys, results)
+    return nest_values(keys, results)
 
 
 def get_scheduler(scheduler=None, **defaults):

@@ -77,7 +77,9 @@ from lazycell.graph.spec import (
     call_spec,
     container_spec,
     data_spec,
+    flatten_keys,
     key_group,
+    nest_values,
     specs_from_dask,
 )
 from lazycell.schedulers.core import order_graph
@@ -626,16 +628,14 @@ class Client:
         if not isinstance(dsk, Mapping) and hasattr(dsk, "__dask_graph__"):
             dsk = dsk.__dask_graph__()
         graph = specs_from_dask(_futures_as_dask_refs(dsk))
-        flat: list = []
-        _flatten_keys(keys, flat)
-        wanted = list(dict.fromkeys(flat))
+        wanted = list(dict.fromkeys(flatten_keys(keys)))
         restrictions = dict.fromkeys(graph, _worker_names(workers)) if workers else None
         opts = None if options is None else dict.fromkeys(graph, options)
         if not sync:
             futures = self._submit_graph(graph, wanted, None, restrictions, opts)
-            return _nest_values(keys, dict(zip(wanted, futures)))
+            return nest_values(keys, dict(zip(wanted, futures)), list)
         values = self._run_graph(graph, wanted, restrictions=restrictions, options=opts)
-        return _nest_values(keys, values)
+        return nest_values(keys, values, list)  # lists, as distributed's get
 
     def compute(self, collections, *, optimize_graph: bool = True):
         """Start computing lazy objects (lazycell or dask); returns a Future per object.
@@ -1705,21 +1705,6 @@ def _holds_future(obj) -> bool:
             obj.kwargs and any(_holds_future(v) for v in obj.kwargs.values())
         )
     return False
-
-
-def _flatten_keys(keys, out: list) -> None:
-    if isinstance(keys, list):
-        for item in keys:
-            _flatten_keys(item, out)
-    else:
-        out.append(keys)
-
-
-def _nest_values(keys, values: dict):
-    """``values`` in the shape of ``keys``: nested lists stay lists, as dask.distributed's get."""
-    if isinstance(keys, list):
-        return [_nest_values(item, values) for item in keys]
-    return values[keys]
 
 
 def _check_callable(fn, method: str) -> None:

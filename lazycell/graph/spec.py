@@ -243,6 +243,30 @@ def specs_from_dask(dsk: Mapping) -> dict:
     return out
 
 
+def flatten_keys(keys) -> list:
+    """The keys a dask get-function's ``keys`` names (one key, or nested lists of
+    keys), in order, repeats included: ``flatten_keys(["a", ["b", "a"]]) == ["a", "b", "a"]``."""
+    flat: list = []
+
+    def add(item) -> None:
+        if isinstance(item, list):
+            for inner in item:
+                add(inner)
+        else:
+            flat.append(item)
+
+    add(keys)
+    return flat
+
+
+def nest_values(keys, values: Mapping, sequence: type = tuple):
+    """``values`` (key -> value) in the shape of a get-function's ``keys``: nested lists
+    become ``sequence`` (tuples for dask's local get-functions, lists for distributed's)."""
+    if isinstance(keys, list):
+        return sequence(nest_values(item, values, sequence) for item in keys)
+    return values[keys]
+
+
 def _spec_from_dask_value(key, value, keys) -> TaskSpec | None:
     t = type(value)
     if t is tuple and value and callable(value[0]):
