@@ -56,6 +56,10 @@ def total_of(parts):
     return float(sum(float(p.sum()) for p in parts))
 
 
+def ten_megabytes(i):
+    return np.full(1_250_000, float(i))  # written, so every page is resident
+
+
 def loop_iterations(cpu_seconds: float) -> int:
     """Iterations of python_loop taking about ``cpu_seconds`` of CPU here (sizes the work).
 
@@ -262,3 +266,46 @@ def test_auto_stays_on_threads_when_a_function_cannot_be_pickled(loop_n):
     assert lc.compute(tasks, scheduler="auto") == lc.compute(gil_bound(loop_n), scheduler="sync")
     assert last_auto_choice().scheduler == "threads"
     assert "python_loop' cannot be pickled to a worker process" in last_auto_choice().reason
+
+
+@pytest.fixture
+def memory_limit_300_mb_above_now(monkeypatch):
+    """A memory limit 300 MB above what this process holds now (the machine's cannot be filled)."""
+    rss, _ = advisor.kernel_rss(with_children=False)
+    monkeypatch.setattr(advisor, "MEMORY_LIMIT", rss + 300_000_000)
+
+
+def test_a_compute_holding_most_of_the_memory_limit_is_pointed_at_the_cluster_with_spilling(
+    memory_limit_300_mb_above_now,
+):
+    parts = [lc.delayed(ten_megabytes)(i) for i in range(24)]  # all held until total_of ran
+    lc.compute(lc.delayed(total_of)(parts), scheduler="threads")
+    advice = advice_for_last_compute()
+    assert advice.memory.near_limit
+    assert advice.memory.held_peak >= 240_000_000
+    assert advice.hint.startswith("memory peaked at ≈")
+    assert '--scheduler distributed with lc.Client(memory_limit="' in advice.hint
+    assert "spills results to disk above 60% of each worker's limit" in advice.hint
+    assert "instead of swapping or being killed" in advice.hint
+    text = str(advice)
+    assert "Memory: this process peaked at ≈" in text
+    assert "results held at once ≈ 240.0 MB, by their estimated sizes" in text
+    assert "This is about memory, not speed: it may take longer, but it finishes" in text
+
+
+def test_a_small_compute_gets_no_memory_note_even_when_the_kernel_holds_a_lot(
+    memory_limit_300_mb_above_now,
+):
+    lc.compute([lc.delayed(make_array)(i) for i in range(2)], scheduler="threads")
+    advice = advice_for_last_compute()
+    assert not advice.memory.near_limit
+    assert not any("memory" in note for note in advice.notes)
+    assert advice.hint is None or "memory" not in advice.hint
+    assert "Memory: this process peaked at ≈" in str(advice)  # still measured and shown
+
+
+def test_on_processes_the_memory_read_counts_the_worker_processes():
+    lc.compute([lc.delayed(inc)(i) for i in range(4)], scheduler="processes")
+    advice = advice_for_last_compute()
+    assert advice.memory.n_processes > 1  # the pool the fixture started
+    assert "Memory: this process and its" in str(advice)

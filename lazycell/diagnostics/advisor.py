@@ -8,6 +8,9 @@
     a sample of tasks (events.is_sampled):       (tasks, task seconds, span, bytes out)
       thread CPU seconds, wall seconds        compute ends: read the lanes' CPU samples, the
     recorder: process CPU at start / end        process CPU, the inputs each task took (graph)
+                                              each batch: the kernel's RSS (and its child
+                                                processes' on processes); compute ends: the
+                                                results held at once (sizes, graph, stops)
                                                  ├─► ComputeMeasure (the last few kept)
                                                  └─► TaskProfile per group, for later computes
 
@@ -43,6 +46,18 @@ it is left out of the wall time, or a loaded machine would look like the GIL.
 On the sync scheduler only one task runs at a time, so whether a group holds
 the GIL cannot be told from it: the advice says so and assumes it does.
 
+How memory shows (:class:`MemoryUse`). The delivering thread reads the RSS of
+the kernel (with its child processes, the pool's workers, on processes) at
+each batch, a few times a second and once at the end: never per task. A peak
+between two reads is missed, so where the graph is known the advisor also
+replays when each result was made and released (``GraphRun`` drops a result
+once its last dependent ran) to find the most bytes of results held at once.
+Near the memory limit (``MEMORY_NEAR_LIMIT`` of it, the machine's or a
+container's, or ``MEMORY_LIMIT``) with much of it the compute's own, the
+advice points at the local cluster, whose workers spill results to disk:
+about memory, not speed. Memory the kernel held before the compute stays in
+the kernel wherever it runs, so that alone says nothing.
+
 The estimates (:func:`estimate_terms`, :func:`seconds_from_terms`) come from
 those measured numbers and the core count, all groups sharing the workers;
 the constants they add (per-task overhead of each scheduler, the speed of
@@ -65,8 +80,11 @@ from itertools import repeat
 from math import fsum, inf
 from operator import sub
 
+import psutil
+
 from lazycell import config
 from lazycell.diagnostics.compute_state import plural
+from lazycell.diagnostics.resources import descendant_pids, total_memory
 from lazycell.events import BUS, group_keys
 from lazycell.events.recording import runqueue_wait
 from lazycell.graph.spec import TaskSpec, key_group
@@ -110,6 +128,20 @@ GIL_BOUND = 0.7
 KEEP_COMPUTES = 20
 # Graphs above this many tasks skip counting each task's input bytes at the end.
 MAX_TASKS_FOR_INPUT_BYTES = 50_000
+
+# Memory: a compute that took the kernel (with the processes pool's workers) to this
+# share of the memory limit gets a note, and the hint: more than speed, it risks
+# swapping or the kernel being killed...
+MEMORY_NEAR_LIMIT = 0.7
+# ...when at least this share of the limit was the compute's own (results held at
+# once, or the rise it caused): what the kernel held before stays wherever it runs.
+MEMORY_OWN_SHARE = 0.1
+# The memory those shares are of, bytes. None: the machine's, or a container's lower
+# limit (cgroup). Set it to advise for a smaller budget (tests do).
+MEMORY_LIMIT: int | None = None
+# The local cluster's workers spill results to disk above this share of their limit
+# (lazycell.distributed.cluster's default thresholds).
+CLUSTER_SPILL_SHARE = 0.6
 
 LOCAL_SCHEDULERS = ("sync", "threads", "processes")
 
@@ -193,6 +225,18 @@ class ComputeMeasure:
     # group -> its TaskProfile from this measure and what earlier ones knew
     profiles: dict[str, TaskProfile] = field(default_factory=dict)
     lane_seconds: dict[str, float] = field(default_factory=dict)  # worker -> task seconds
+    # RSS in bytes of the kernel (and, on processes, its child processes) read at each
+    # batch: the lowest, highest and last read, and the most a read rose above an
+    # earlier one (what the compute added); None: not read (other schedulers)
+    rss_low: int | None = None
+    rss_peak: int | None = None
+    rss_last: int | None = None
+    rss_rise: int = 0
+    rss_processes: int = 1  # processes the last read summed
+    # the most bytes of results held at once, and those still held at the end (the
+    # outputs), from the results' estimated sizes; None: unknown (no graph) or small
+    held_peak: int | None = None
+    held_at_end: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -387,6 +431,7 @@ class Advice:
     hint: str | None
     notes: list[str]
     setting: Setting
+    memory: MemoryUse | None = None  # what was read of memory (sync, threads, processes)
 
     @property
     def speedup(self) -> float:
@@ -417,6 +462,8 @@ class Advice:
             lines.append(f"Pick: {self.pick} (where it ran; nothing is clearly faster)")
         else:
             lines.append(f"Pick: {self.pick}, ≈ {self.speedup:.1f}× faster than {m.scheduler}")
+        if self.memory is not None:
+            lines.append("Memory: " + memory_text(self.memory))
         lines += [f"Note: {note}" for note in self.notes]
         lines.append("Assumptions: " + assumptions_text(self.setting))
         lines.append(f"hint: {self.hint}" if self.hint else "No hint: the choice was right.")
@@ -521,6 +568,7 @@ class Advisor:
         self.lock = threading.Lock()
         self._running: dict[int, ComputeMeasure] = {}
         self._sizes: dict[int, dict] = {}  # compute id -> key -> result size
+        self._stops: dict[int, dict] = {}  # compute id -> key -> when its task ended
         self._subscription = None
         self._users = 0  # open acquire()s
         self._kept = False  # start() without stop()
@@ -586,6 +634,16 @@ class Advisor:
         """The bus's raw delivery: fold one batch of one compute."""
         compute_id = recorder.compute_id
         submitted = batch.submitted
+        running = self._running.get(compute_id)  # a dict read: atomic without the lock
+        scheduler = (
+            submitted.scheduler if submitted is not None else getattr(running, "scheduler", "")
+        )
+        # Read before the lock, once a batch (a few a second, 25-50 µs): never per task.
+        rss = (
+            kernel_rss(with_children=scheduler == "processes")
+            if scheduler in LOCAL_SCHEDULERS
+            else None
+        )
         with self.lock:
             measure = self._running.get(compute_id)
             if submitted is not None:
@@ -600,9 +658,13 @@ class Advisor:
                 self._running[compute_id] = measure
                 if recorder.graph is not None and submitted.n_tasks <= MAX_TASKS_FOR_INPUT_BYTES:
                     self._sizes[compute_id] = {}
+                    self._stops[compute_id] = {}
             if measure is None:  # began before we listened
                 return
+            if rss is not None:
+                add_rss_read(measure, *rss)
             sizes = self._sizes.get(compute_id)
+            stops_of = self._stops.get(compute_id)
             groups_of = recorder.groups_of
             for item in batch.items:
                 if item[0] == "f":
@@ -610,6 +672,7 @@ class Advisor:
                     self._add_tasks(measure, groups_of.get(key, "?"), [start], [stop], [nbytes])
                     if sizes is not None:
                         sizes[key] = nbytes
+                        stops_of[key] = stop
             for worker, keys, starts, stops, nbytes in batch.lanes:
                 measure.lane_seconds[worker] = measure.lane_seconds.get(worker, 0.0) + fsum(
                     map(sub, stops, starts)
@@ -622,6 +685,7 @@ class Advisor:
                         self._add_tasks(measure, name, [start], [stop], [size])
                 if sizes is not None:
                     sizes.update(zip(keys, nbytes))
+                    stops_of.update(zip(keys, stops))
             if batch.finished is not None:
                 self._finish(measure, recorder, batch.finished)
 
@@ -640,6 +704,7 @@ class Advisor:
         """The compute ended (lock held): CPU samples, input bytes, profiles."""
         del self._running[measure.compute_id]
         sizes = self._sizes.pop(measure.compute_id, None)
+        stops = self._stops.pop(measure.compute_id, None)
         measure.status = finished.status
         measure.elapsed = max(finished.time - measure.started, 0.0)
         if recorder.cpu_at_end is not None:
@@ -663,6 +728,9 @@ class Advisor:
         graph = recorder.graph
         if sizes is not None and graph is not None:
             add_inputs_and_parallelism(measure, graph, sizes, groups_of)
+            # Replaying releases costs a sort; below this its answer cannot matter.
+            if sum(sizes.values()) >= MEMORY_OWN_SHARE * memory_limit()[0]:
+                measure.held_peak, measure.held_at_end = results_held_at_once(graph, sizes, stops)
         measure.groups = {name: g for name, g in measure.groups.items() if g.n_tasks}
         self.computes.append(measure)
         concurrency = measure.concurrency
@@ -717,7 +785,10 @@ class Advisor:
         if current in estimates and estimates[current] <= PICK_MARGIN * estimates[pick]:
             pick = current
         notes = notes_for(groups, setting)
-        advice = Advice(measure, groups, estimates, pick, None, notes, setting)
+        memory = memory_use(measure)
+        if memory is not None and memory.near_limit:
+            notes.append(memory_note(memory, setting))
+        advice = Advice(measure, groups, estimates, pick, None, notes, setting, memory)
         advice.hint = hint_text(advice)
         return advice
 
@@ -798,6 +869,161 @@ def add_inputs_and_parallelism(measure: ComputeMeasure, graph, sizes: dict, grou
         group.nbytes_in = inputs.get(name, 0)
         if levels.get(name):
             group.parallelism = group.n_tasks / len(levels[name])
+
+
+# ------------------------------------------------------------------ memory
+
+
+@functools.cache
+def kernel_process() -> psutil.Process:
+    return psutil.Process(os.getpid())
+
+
+def kernel_rss(with_children: bool) -> tuple[int, int]:
+    """RSS in bytes of this process (with its child processes), and how many were summed.
+
+    A few ``/proc`` reads (tens of µs): the advisor calls it once per batch.
+    """
+    rss = kernel_process().memory_info().rss
+    if not with_children:
+        return rss, 1
+    pids = descendant_pids(os.getpid())
+    if pids is None:
+        try:
+            pids = [child.pid for child in kernel_process().children(recursive=True)]
+        except psutil.Error:
+            pids = []
+    n = 1
+    for pid in pids:
+        try:
+            rss += psutil.Process(pid).memory_info().rss
+            n += 1
+        except psutil.Error:  # it ended meanwhile
+            pass
+    return rss, n
+
+
+def add_rss_read(measure: ComputeMeasure, rss: int, n_processes: int) -> None:
+    """Fold one :func:`kernel_rss` read into ``measure``."""
+    if measure.rss_peak is None:
+        measure.rss_low = measure.rss_peak = rss
+    measure.rss_low = min(measure.rss_low, rss)
+    measure.rss_peak = max(measure.rss_peak, rss)
+    measure.rss_rise = max(measure.rss_rise, rss - measure.rss_low)
+    measure.rss_last = rss
+    measure.rss_processes = n_processes
+
+
+@functools.cache
+def container_memory_limit() -> int | None:
+    """The memory limit of this process's cgroup (a container's), or None: none, or unknown."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as file:
+                text = file.read().strip()
+        except OSError:
+            continue
+        return int(text) if text.isdigit() else None  # "max": no limit
+    return None
+
+
+def memory_limit() -> tuple[int, str]:
+    """The bytes the memory thresholds are shares of, and what they are, in words.
+
+    ``MEMORY_LIMIT`` when set, else the machine's memory, or a container's limit
+    when lower (above it the kernel is killed, however much the machine has).
+    """
+    if MEMORY_LIMIT is not None:
+        return int(MEMORY_LIMIT), "advisor.MEMORY_LIMIT"
+    machine = total_memory()
+    container = container_memory_limit()
+    if container is not None and container < machine:
+        return container, "this container's limit"
+    return machine, "the machine's memory"
+
+
+def results_held_at_once(graph: Mapping, sizes: dict, stops: dict) -> tuple[int, int]:
+    """The most bytes of results held at one time, and those held at the end.
+
+    Replays the compute: a result is held from its task's end until its last
+    dependent's end (``GraphRun.release_unneeded_results``), one no task took
+    (an output) until the compute ends. Sizes are the recorded estimates.
+    """
+    released: dict = {}
+    for key, stop in stops.items():
+        spec = graph.get(key)
+        for dep in spec.deps if spec is not None else ():
+            if released.get(dep, -inf) < stop:
+                released[dep] = stop
+    changes = []
+    at_end = 0
+    for key, stop in stops.items():
+        size = sizes.get(key, 0)
+        if size > 0:
+            changes.append((stop, 0, size))
+            if key in released:
+                changes.append((released[key], 1, -size))  # after the results made then
+            else:
+                at_end += size
+    changes.sort()
+    held = peak = 0
+    for _, _, size in changes:
+        held += size
+        peak = max(peak, held)
+    return peak, at_end
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """How close one compute came to the memory limit (see the module docstring).
+
+    ``peak``: the highest RSS read, or, when higher, what the kernel held
+    without the compute's results plus the most of them held at once (a peak
+    between two reads); ``own``: the part of it that was the compute's.
+    """
+
+    peak: int
+    own: int
+    limit: int
+    limit_source: str
+    rss_peak: int
+    held_peak: int | None
+    n_processes: int
+
+    @property
+    def share(self) -> float:
+        return self.peak / self.limit if self.limit else 0.0
+
+    @property
+    def near_limit(self) -> bool:
+        """Near the limit, and much of it the compute's: the cluster's spilling would help."""
+        return self.share >= MEMORY_NEAR_LIMIT and self.own >= MEMORY_OWN_SHARE * self.limit
+
+
+def memory_use(measure: ComputeMeasure) -> MemoryUse | None:
+    """What ``measure`` read of memory, against :func:`memory_limit`; None: not read."""
+    if measure.rss_peak is None:
+        return None
+    limit, source = memory_limit()
+    peak = measure.rss_peak
+    own = measure.rss_rise
+    if measure.held_peak is not None:
+        # The last read held the outputs still; without them, what the kernel held anyway.
+        without_results = max(measure.rss_last - (measure.held_at_end or 0), 0)
+        peak = max(peak, without_results + measure.held_peak)
+        own = max(own, measure.held_peak)
+    return MemoryUse(
+        peak, own, limit, source, measure.rss_peak, measure.held_peak, measure.rss_processes
+    )
+
+
+def cluster_memory_limit_text(memory: MemoryUse, cores: int) -> str:
+    """A per-worker ``memory_limit`` for ``lc.Client``: what the kernel does not hold, shared."""
+    kernel = max(memory.peak - memory.own, 0)
+    per_worker = max(memory.limit - kernel, memory.limit // 4) / max(cores, 1)
+    if per_worker >= 1e9:
+        return f"{per_worker / 1e9:.1f}GB"
+    return f"{max(per_worker / 1e6, 1):.0f}MB"
 
 
 def first_unpicklable_function(graph: Mapping[Hashable, TaskSpec], stride: int) -> str | None:
@@ -895,8 +1121,58 @@ def notes_for(groups: list[GroupAdvice], setting: Setting) -> list[str]:
     return notes
 
 
+def memory_text(memory: MemoryUse) -> str:
+    """The memory line of the reasoning: the peak against the limit, and the compute's part."""
+    children = memory.n_processes - 1
+    who = "this process" + (
+        f" and its {children} child process{'es' if children > 1 else ''}" if children else ""
+    )
+    how = f"highest RSS of its reads, a few a second: {bytes_text(memory.rss_peak)}"
+    if memory.held_peak is not None:
+        how += f"; results held at once ≈ {bytes_text(memory.held_peak)}, by their estimated sizes"
+    return (
+        f"{who} peaked at ≈ {bytes_text(memory.peak)} ({how}), {memory.share:.0%} of "
+        f"{bytes_text(memory.limit)} ({memory.limit_source}); the compute's own ≈ "
+        f"{bytes_text(memory.own)}"
+    )
+
+
+def memory_note(memory: MemoryUse, setting: Setting) -> str:
+    limit = cluster_memory_limit_text(memory, setting.cores)
+    return (
+        f"memory came near the limit ({memory.share:.0%} of {bytes_text(memory.limit)}, "
+        f"{bytes_text(memory.own)} of it this compute's): there the machine swaps or the kernel "
+        f'is killed. A local cluster (lc.Client(memory_limit="{limit}"), then --scheduler '
+        "distributed) keeps results on its workers, which spill them to disk above "
+        f"{CLUSTER_SPILL_SHARE:.0%} of their limit. This is about memory, not speed: it may "
+        "take longer, but it finishes"
+    )
+
+
+def memory_hint(advice: Advice) -> str | None:
+    """The hint when memory is the main problem: near the limit, much of it the compute's."""
+    memory = advice.memory
+    if memory is None or not memory.near_limit:
+        return None
+    limit = cluster_memory_limit_text(memory, advice.setting.cores)
+    return (
+        f"memory peaked at ≈ {bytes_text(memory.peak)}, {memory.share:.0%} of "
+        f"{bytes_text(memory.limit)} — --scheduler distributed with "
+        f'lc.Client(memory_limit="{limit}") spills results to disk above '
+        f"{CLUSTER_SPILL_SHARE:.0%} of each worker's limit: maybe slower, but it finishes "
+        "instead of swapping or being killed"
+    )
+
+
 def hint_text(advice: Advice) -> str | None:
-    """The one-line hint, or None when the current choice is right or the compute was short."""
+    """The one-line hint, or None when the current choice is right or the compute was short.
+
+    Memory near the limit comes first, whatever the compute's length or outcome
+    (a MemoryError is an error): speed matters little to a kernel about to be killed.
+    """
+    hint = memory_hint(advice)
+    if hint is not None:
+        return hint
     m = advice.measure
     if advice.pick == m.scheduler or m.status != "ok" or m.elapsed < HINT_AFTER_SECONDS:
         return None
@@ -992,8 +1268,12 @@ def hint_for(state) -> str | None:
     if not config.get("advisor") or not state.finished:
         return None
     measure = ADVISOR.measure_of(state.compute_id)
-    if measure is None or measure.elapsed < HINT_AFTER_SECONDS:
+    if measure is None:
         return None
+    if measure.elapsed < HINT_AFTER_SECONDS:
+        memory = memory_use(measure)
+        if memory is None or not memory.near_limit:
+            return None
     return ADVISOR.advice_for(measure).hint
 
 
