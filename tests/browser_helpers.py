@@ -142,11 +142,14 @@ def write_notebook(path: Path, cells: list[str]) -> None:
     path.write_text(json.dumps(notebook))
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_until_serving(
+    url: str, process: subprocess.Popen, timeout: float = 120, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {process.returncode}")
+            see = f": see {log}" if log is not None else ""
+            raise RuntimeError(f"JupyterLab exited with {process.returncode}{see}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -175,16 +178,27 @@ def stop_process_tree(process: subprocess.Popen) -> None:
 
 # User settings of every test JupyterLab: no "get notified about news?" toast over the page.
 LAB_SETTINGS = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}
+# JupyterLab's command-line options: no news feed, no update check.
+LAB_OPTIONS = (
+    "--LabApp.news_url=",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+)
 
 
 @contextmanager
 def running_jupyterlab(
-    scratch: Path, env: dict | None = None, settings: dict | None = None
+    scratch: Path,
+    env: dict | None = None,
+    settings: dict | None = None,
+    app: str = "jupyterlab",
+    options: tuple[str, ...] = LAB_OPTIONS,
 ) -> Iterator[JupyterLab]:
     """JupyterLab serving ``scratch/root`` (see module docstring); ``env``: extra
-    environment variables for the server and its kernels; ``settings``: user
-    settings by plugin (``{"@jupyterlab/x-extension/plugin": {...}}``), over
-    ``LAB_SETTINGS``. Its log is ``scratch/jupyterlab.log``."""
+    environment variables for the server and its kernels (``None`` unsets one);
+    ``settings``: user settings by plugin (``{"@jupyterlab/x-extension/plugin":
+    {...}}``), over ``LAB_SETTINGS``. ``app="notebook"`` serves Notebook 7 instead
+    (same server, same extensions), with its own ``options`` (command-line options
+    after the server's). Its log is ``scratch/jupyterlab.log``."""
     root = scratch / "root"
     root.mkdir(parents=True, exist_ok=True)
     for plugin, values in {**LAB_SETTINGS, **(settings or {})}.items():
@@ -201,21 +215,22 @@ def running_jupyterlab(
         IPYTHONDIR=str(scratch / "ipython"),
         **(env or {}),
     )
-    with open(scratch / "jupyterlab.log", "w") as log:
+    environment = {name: value for name, value in environment.items() if value is not None}
+    log_path = scratch / "jupyterlab.log"
+    with open(log_path, "w") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "jupyterlab",
+                app,
                 "--no-browser",
                 f"--IdentityProvider.token={token}",
                 f"--port={port}",
                 "--ServerApp.ip=127.0.0.1",
                 f"--ServerApp.root_dir={root}",
                 "--ServerApp.port_retries=0",
-                "--LabApp.news_url=",
-                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             ]
+            + list(options)
             + (["--allow-root"] if os.geteuid() == 0 else []),  # CI runs as root
             env=environment,
             stdout=subprocess.DEVNULL,
@@ -223,7 +238,7 @@ def running_jupyterlab(
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_until_serving(f"{base}/api/status?token={token}", process)
+            wait_until_serving(f"{base}/api/status?token={token}", process, log=log_path)
             yield JupyterLab(base, token, root)
         finally:
             stop_process_tree(process)

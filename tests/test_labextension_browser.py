@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_helpers import ARTIFACTS
-from lab_helpers import NOTEBOOK_JS, LabPage, chromium, lab_server, write_notebook
+from browser_helpers import ARTIFACTS, chromium_browser, write_notebook
+from lab_helpers import NOTEBOOK_JS, LabPage, lab_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -66,7 +66,7 @@ def lab(tmp_path_factory):
             server.root / "lazycell.ipynb",
             [SETUP_CELL, COMPUTE_CELL, LONG_COMPUTE_CELL, FAILING_CELL, CLUSTER_CELL, CLOSE_CELL],
         )
-        with chromium() as browser:
+        with chromium_browser() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             lab_page = LabPage(page, server)
             lab_page.open_notebook("lazycell.ipynb")

@@ -7,7 +7,8 @@ for the extension in JupyterLab.
 from __future__ import annotations
 
 import pytest
-from lab_helpers import LabPage, chromium, lab_server, write_notebook
+from browser_helpers import chromium_browser, write_notebook
+from lab_helpers import LabPage, lab_server
 from test_labextension_browser import COMPUTE_CELL, PANEL, SETUP_CELL, save
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 def test_notebook_7_shows_the_panel_without_jupyterlab_s_shell(tmp_path):
     with lab_server(tmp_path, app="notebook") as server:
         write_notebook(server.root / "nb7.ipynb", [SETUP_CELL, COMPUTE_CELL])
-        with chromium() as browser:
+        with chromium_browser() as browser:
             page = LabPage(browser.new_page(viewport={"width": 1400, "height": 900}), server)
             page.open_notebook("nb7.ipynb", path="notebooks")
             page.run_cell(0)
