@@ -1,4 +1,5 @@
-"""Task functions the kernel_ext tests compute, importable by kernels and worker processes."""
+"""Task functions the tests compute (the kernel_ext tests, and those several test modules
+share), importable by kernels and worker processes."""
 
 import os
 import threading
@@ -39,3 +40,13 @@ def fails_only_in_a_worker(x, home_pid):
     if os.getpid() != home_pid:
         raise RuntimeError("this fails only in a worker process")
     return x
+
+
+def fail_until(counter_file, failures):
+    """Fails the first ``failures`` calls (counted in a file: each run may be on another worker)."""
+    calls = int(open(counter_file).read()) if os.path.exists(counter_file) else 0
+    with open(counter_file, "w") as f:
+        f.write(str(calls + 1))
+    if calls < failures:
+        raise ValueError(f"call {calls} fails")
+    return calls

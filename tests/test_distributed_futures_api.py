@@ -10,6 +10,7 @@ import time
 import traceback
 
 import pytest
+from kernel_helpers_tasks import fail_until
 
 import lazycell as lc
 
@@ -35,16 +36,6 @@ def inc(x):
 def slow_inc(x, seconds=0.3):
     time.sleep(seconds)
     return x + 1
-
-
-def fail_until(counter_file, failures):
-    """Fails the first ``failures`` calls (counted in a file: each run may be on another worker)."""
-    calls = int(open(counter_file).read()) if os.path.exists(counter_file) else 0
-    with open(counter_file, "w") as f:
-        f.write(str(calls + 1))
-    if calls < failures:
-        raise ValueError(f"call {calls} fails")
-    return calls
 
 
 def takes_everything(*args, **kwargs):

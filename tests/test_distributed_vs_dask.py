@@ -25,6 +25,7 @@ import traceback
 from dataclasses import dataclass
 
 import pytest
+from kernel_helpers_tasks import fail_until
 
 import lazycell as lc
 
@@ -115,15 +116,6 @@ def raise_key_error(x):
 
 def helper_raising(x):
     raise KeyError(x)
-
-
-def fail_until(counter_file, failures):
-    calls = int(open(counter_file).read()) if os.path.exists(counter_file) else 0
-    with open(counter_file, "w") as f:
-        f.write(str(calls + 1))
-    if calls < failures:
-        raise ValueError(f"call {calls}")
-    return calls
 
 
 def echo(*args, **kwargs):
