@@ -6,9 +6,8 @@
  * when the link changes. Clicks are handled by delegation on the panel's node
  * (`data-action` attributes), so a redraw never loses a listener.
  */
-import { Widget } from '@lumino/widgets';
-
 import { KernelLink } from './link';
+import { LinkedWidget } from './linked';
 import { IComputeMessage, IStateMessage } from './protocol';
 import {
   cellLabel,
@@ -48,7 +47,7 @@ function escape(text: string): string {
     .replace(/"/g, '&quot;');
 }
 
-export class LazycellPanel extends Widget {
+export class LazycellPanel extends LinkedWidget {
   constructor(private readonly _actions: IPanelActions) {
     super();
     this.id = PANEL_ID;
@@ -64,21 +63,6 @@ export class LazycellPanel extends Widget {
     this._draw();
   }
 
-  /** The notebook's link the panel shows, or null when no notebook is open. */
-  get link(): KernelLink | null {
-    return this._link;
-  }
-
-  set link(link: KernelLink | null) {
-    if (link === this._link) {
-      return;
-    }
-    this._link?.changed.disconnect(this._scheduleDraw, this);
-    this._link = link;
-    link?.changed.connect(this._scheduleDraw, this);
-    this._scheduleDraw();
-  }
-
   /** The notebook's name in the header. */
   set notebookName(name: string) {
     this._notebookName = name;
@@ -86,9 +70,12 @@ export class LazycellPanel extends Widget {
   }
 
   dispose(): void {
-    this.link = null;
     this.node.removeEventListener('click', this._onClick);
     super.dispose();
+  }
+
+  protected onLinkChanged(): void {
+    this._scheduleDraw();
   }
 
   private _scheduleDraw(): void {
@@ -124,7 +111,7 @@ export class LazycellPanel extends Widget {
   }
 
   private _draw(): void {
-    const link = this._link;
+    const link = this.link;
     const parts: string[] = [
       `<header class="lazycell-SidePanel-header"><span class="lazycell-SidePanel-title">lazycell</span>` +
         `<span class="lazycell-SidePanel-notebook">${escape(this._notebookName)}</span></header>`
@@ -310,7 +297,7 @@ export class LazycellPanel extends Widget {
 
   private _onClick = (event: MouseEvent): void => {
     const target = (event.target as HTMLElement).closest('[data-action]') as HTMLElement | null;
-    const link = this._link;
+    const link = this.link;
     if (target === null || link === null) {
       return;
     }
@@ -336,6 +323,5 @@ export class LazycellPanel extends Widget {
   private _controls: HTMLElement;
   private _top: HTMLElement;
   private _drawPending = false;
-  private _link: KernelLink | null = null;
   private _notebookName = '';
 }

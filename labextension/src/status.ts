@@ -4,12 +4,10 @@
  * the scheduler when idle, red on a failure or a worker near its memory
  * limit). A click opens the side panel.
  */
-import { Widget } from '@lumino/widgets';
-
-import { KernelLink } from './link';
+import { LinkedWidget } from './linked';
 import { statusView } from './view';
 
-export class LazycellStatusItem extends Widget {
+export class LazycellStatusItem extends LinkedWidget {
   constructor(private readonly _onOpen: () => void) {
     super();
     this.addClass('lazycell-StatusItem');
@@ -18,28 +16,17 @@ export class LazycellStatusItem extends Widget {
     this._draw();
   }
 
-  get link(): KernelLink | null {
-    return this._link;
-  }
-
-  set link(link: KernelLink | null) {
-    if (link === this._link) {
-      return;
-    }
-    this._link?.changed.disconnect(this._draw, this);
-    this._link = link;
-    link?.changed.connect(this._draw, this);
-    this._draw();
-  }
-
   dispose(): void {
-    this.link = null;
     this.node.removeEventListener('click', this._onOpen);
     super.dispose();
   }
 
+  protected onLinkChanged(): void {
+    this._draw();
+  }
+
   private _draw(): void {
-    const link = this._link;
+    const link = this.link;
     const view = statusView(link?.state ?? null, link?.status ?? 'no-kernel');
     if (this.node.textContent !== view.text) {
       this.node.textContent = view.text;
@@ -50,6 +37,4 @@ export class LazycellStatusItem extends Widget {
     }
     this.node.classList.toggle('lazycell-mod-empty', view.text === '');
   }
-
-  private _link: KernelLink | null = null;
 }
