@@ -21,6 +21,7 @@ from lazycell.kernel_ext.lab_messages import (
     RESOURCE_WINDOW_SECONDS,
     CellOfCompute,
     compute_message,
+    dask_cluster_workers,
     history_entry,
     local_workers,
     resource_points,
@@ -77,6 +78,18 @@ def test_local_workers_show_the_kernel_with_its_threads_tasks_and_memory():
     assert row["name"] == "kernel" and row["threads"] == 3 and row["tasks"] == 4
     assert row["unmanaged"] == 123_000_000 and row["limit"] == 8_000_000_000
     assert row["cpu"] == 150.0
+
+
+def test_dask_workers_without_a_memory_limit_are_drawn_against_the_machines_memory():
+    info = {
+        "workers": {
+            "tcp://a": {"name": "a", "memory_limit": 0, "metrics": {}},
+            "tcp://b": {"name": "b", "memory_limit": 2_000_000_000, "metrics": {}},
+        }
+    }
+    rows = {row["name"]: row for row in dask_cluster_workers(info, 8_000_000_000)}
+    assert rows["a"]["limit"] == 8_000_000_000  # the machine's, not a share of it
+    assert rows["b"]["limit"] == 2_000_000_000
 
 
 def test_resource_points_keep_the_chart_window_oldest_first():

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from lazycell.diagnostics.compute_state import ComputeState
 from lazycell.diagnostics.resources import ResourceSample
-from lazycell.diagnostics.workers import worker_memory_from_info
+from lazycell.diagnostics.workers import bar_limit, worker_memory_from_info
 
 # A graph of thousands of groups would make every message large; the panel shows the largest.
 MAX_GROUPS = 50
@@ -192,9 +192,12 @@ def cluster_workers(info: dict, memory_total: int | None = None) -> list[dict]:
 
 
 def dask_cluster_workers(info: dict, memory_total: int) -> list[dict]:
-    """A dask.distributed cluster's workers, from dask's ``Client.scheduler_info()``."""
+    """A dask.distributed cluster's workers, from dask's ``Client.scheduler_info()``.
+
+    A worker without a memory limit is drawn against the machine's memory,
+    ``memory_total`` (the one rule of ``diagnostics.workers.bar_limit``).
+    """
     workers = info.get("workers", {})
-    share = memory_total // max(len(workers), 1)
     rows = []
     for address, worker in workers.items():
         metrics = worker.get("metrics", {})
@@ -207,7 +210,7 @@ def dask_cluster_workers(info: dict, memory_total: int) -> list[dict]:
                 managed=managed,
                 unmanaged=max(0, metrics.get("memory", 0) - managed),
                 spilled=spilled_disk,
-                limit=worker.get("memory_limit") or share,
+                limit=bar_limit(worker.get("memory_limit"), memory_total),
                 threads=worker.get("nthreads"),
                 tasks=metrics.get("task_counts", {}).get("memory"),
                 processing=metrics.get("task_counts", {}).get("processing"),
