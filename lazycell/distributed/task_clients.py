@@ -45,7 +45,6 @@ class TaskClients:
     def __init__(self, client):
         self.client = client
         self.held: dict[str, dict] = {}  # worker name -> {key: the kernel's Future}
-        self.forever: dict = {}  # id -> Future kept until done (fire_and_forget)
 
     def handle(self, worker_name: str, kind: str, args: tuple):
         """Answer one request of a task's client (the value, or raise)."""
