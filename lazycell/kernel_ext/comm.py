@@ -322,15 +322,17 @@ class LabChannel:
                 and not state.finished
                 and state.scheduler not in ("distributed", "dask")
             )
-            processes = (
-                self._local_processes(state) if state is not None else {"kernel": os.getpid()}
-            )
-            workers, cluster = None, None
-            if not running_locally:
-                workers, cluster = self._cluster(
-                    prefer_dask=state is not None and state.scheduler == "dask"
+            prefer_dask = state is not None and state.scheduler == "dask"
+        # Outside the tracker's lock: asking a cluster is a round trip, and the
+        # delivering thread needs the lock to fold the next batch meanwhile.
+        workers, cluster = None, None
+        if not running_locally:
+            workers, cluster = self._cluster(prefer_dask)
+        if workers is None:
+            with self.tracker.lock:
+                processes = (
+                    self._local_processes(state) if state is not None else {"kernel": os.getpid()}
                 )
-            if workers is None:
                 workers = local_workers(state, processes, self.sampler.latest, total_memory())
         return {
             "type": "state",
