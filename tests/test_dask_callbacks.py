@@ -12,6 +12,7 @@ defines the answer.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import time
@@ -311,6 +312,24 @@ def test_an_initializer_that_raises_fails_the_compute_with_its_own_exception():
         with pytest.raises(LookupError, match="no database at startup") as caught:
             marks_of_tasks().compute(scheduler=get_function("processes"))
     assert "multiprocessing.initializer" in "\n".join(caught.value.__notes__)
+
+
+def fail_while_flag_exists(flag):
+    if os.path.exists(flag):
+        raise LookupError("no database yet")
+
+
+def test_after_an_initializer_failed_the_next_compute_runs_it_afresh(tmp_path):
+    flag = tmp_path / "fail"
+    flag.touch()
+    initializer = functools.partial(fail_while_flag_exists, str(flag))
+    with dask.config.set({"multiprocessing.initializer": initializer}):
+        with pytest.raises(LookupError):
+            marks_of_tasks().compute(scheduler=get_function("processes"))
+        flag.unlink()
+        # Every worker's reply to the failed round was read or its worker replaced,
+        # so none is taken for this round's answer.
+        assert len(marks_of_tasks().compute(scheduler=get_function("processes"))) == 6
 
 
 def test_an_initializer_that_is_not_callable_is_a_clear_error():

@@ -210,6 +210,16 @@ class ProcessPool:
             ) from None
         for worker in fresh:
             worker.send(payload)
+        # A worker whose reply is not read here (the wait ended early) is replaced:
+        # a late ("initialized", ...) would otherwise be read as a batch's results.
+        unanswered = list(fresh)
+        try:
+            self._read_initialized_replies(fresh, unanswered)
+        finally:
+            for worker in unanswered:
+                self.replace(worker)
+
+    def _read_initialized_replies(self, fresh: list, unanswered: list) -> None:
         for worker in fresh:
             if not worker.conn.poll(STARTUP_TIMEOUT):
                 raise WorkerDiedError(
@@ -223,6 +233,7 @@ class ProcessPool:
                     f"worker {worker.name} (pid {worker.pid}) {worker.exit_description()} while "
                     f"running dask's multiprocessing.initializer {self.initializer!r}"
                 ) from None
+            unanswered.remove(worker)
             if header[0] == "broken":
                 raise SerializationError(
                     f"dask's multiprocessing.initializer {self.initializer!r} cannot be "
