@@ -52,6 +52,7 @@ class TaskClients:
         if kind == "submit":
             graph, keys, new_keys, restrictions, options = args
             futures = self.client._submit_graph(graph, keys, None, restrictions, options)
+            new_keys = set(new_keys)  # a map's keys: looked up once per key
             for key, future in zip(keys, futures):
                 if key in new_keys or key not in held:
                     held[key] = future
