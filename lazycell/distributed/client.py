@@ -1560,21 +1560,43 @@ def _task_stream_records(scheduler) -> list[dict]:
     ]
 
 
+DURATION_UNITS = (
+    ("ms", 1e-3),
+    ("us", 1e-6),
+    ("minutes", 60.0),
+    ("minute", 60.0),
+    ("s", 1.0),
+    ("m", 60.0),
+    ("h", 3600.0),
+)
+
+
+def duration_seconds(value) -> float | None:
+    """Seconds from a number or dask's duration text ("200ms", "5s", "1 minute");
+    None if ``value`` is neither (each caller says what it expected)."""
+    if isinstance(value, (int, float)):
+        return value
+    text = str(value).strip().lower().replace(" ", "")
+    for unit, factor in DURATION_UNITS:
+        if text.endswith(unit):
+            try:
+                return float(text[: -len(unit)]) * factor
+            except ValueError:
+                return None
+    return None
+
+
 def _when(moment, now: float) -> float | None:
     """``time.time()`` seconds from a number or from how long ago ("10s", "500ms")."""
     if moment is None or isinstance(moment, (int, float)):
         return moment
-    text = str(moment).strip().lower().replace(" ", "")
-    for unit, factor in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
-        if text.endswith(unit):
-            try:
-                return now - float(text[: -len(unit)]) * factor
-            except ValueError:
-                break
-    raise ValueError(
-        f"get_task_stream: {moment!r} is not a time: give time.time() seconds or how "
-        "long ago, such as '10s' or '500ms'"
-    )
+    ago = duration_seconds(moment)
+    if ago is None:
+        raise ValueError(
+            f"get_task_stream: {moment!r} is not a time: give time.time() seconds or how "
+            "long ago, such as '10s' or '500ms'"
+        )
+    return now - ago
 
 
 def _traceback_object(exc: BaseException):

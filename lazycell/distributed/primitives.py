@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 
-from lazycell.distributed.client import Client, Future, current_client
+from lazycell.distributed.client import Client, Future, current_client, duration_seconds
 from lazycell.distributed.plugins import worker_of_thread
 from lazycell.distributed.task_clients import FutureKey
 from lazycell.distributed.worker_client import get_client
@@ -33,24 +33,12 @@ from lazycell.distributed.worker_client import get_client
 
 def _seconds(timeout) -> float | None:
     """Seconds from a number, None, or dask's strings ("200ms", "5s", "1 minute")."""
-    if timeout is None or isinstance(timeout, (int, float)):
-        return timeout
-    text = str(timeout).strip().lower().replace(" ", "")
-    for unit, factor in (
-        ("ms", 1e-3),
-        ("us", 1e-6),
-        ("minutes", 60.0),
-        ("minute", 60.0),
-        ("s", 1.0),
-        ("m", 60.0),
-        ("h", 3600.0),
-    ):
-        if text.endswith(unit):
-            try:
-                return float(text[: -len(unit)]) * factor
-            except ValueError:
-                break
-    raise ValueError(f"{timeout!r} is not a timeout: give seconds, or a string such as '200ms'")
+    if timeout is None:
+        return None
+    seconds = duration_seconds(timeout)
+    if seconds is None:
+        raise ValueError(f"{timeout!r} is not a timeout: give seconds, or a string such as '200ms'")
+    return seconds
 
 
 def _ask(client: Client | None, kind: str, *args):
