@@ -97,6 +97,7 @@ class LabChannel:
         self._recorded: set[int] = set()  # compute ids in the history
         self._processes: dict[int, dict[str, int]] = {}  # compute id -> {worker: pid}
         self._send_lock = threading.Lock()
+        self._state_lock = threading.Lock()  # see send_state
         self._sent_at = 0.0
         self._cluster_cache: tuple[float, dict | None] = (0.0, None)
         self._stream_sent: tuple[int, float] = (-1, 0.0)  # compute id, when its stream was sent
@@ -209,6 +210,10 @@ class LabChannel:
         self.send_state()
 
     def _send(self, data: dict) -> None:
+        self._drop_closed(self._send_on_newest(data))
+
+    def _send_on_newest(self, data: dict) -> list:
+        """Send ``data`` on the newest comm that takes it; the comms found closed."""
         data["lazycell"] = __version__
         closed = []
         with self._send_lock:
@@ -218,13 +223,24 @@ class LabChannel:
                     break
                 except Exception:  # closed under us: try the next one
                     closed.append(comm)
-        for comm in closed:  # outside the lock: dropping the last one joins the heartbeat
+        return closed
+
+    def _drop_closed(self, closed: list) -> None:
+        for comm in closed:  # outside the locks: dropping the last one joins the heartbeat
             self._drop(comm)
 
     def send_state(self) -> None:
-        """Send the latest compute, the workers and the resources now."""
-        self._sent_at = time.monotonic()
-        self._send(self.state_message())
+        """Send the latest compute, the workers and the resources now.
+
+        Built and sent under ``_state_lock``, one at a time: a state built
+        earlier on another thread (asking a cluster takes a round trip) never
+        goes out after a later one, whose front end would then keep the stale
+        compute and task stream (a finished compute's stream is sent once).
+        """
+        with self._state_lock:
+            self._sent_at = time.monotonic()
+            closed = self._send_on_newest(self.state_message())
+        self._drop_closed(closed)
 
     def send_history(self) -> None:
         """Send the whole history (a page that connects or reloads asks for it)."""
