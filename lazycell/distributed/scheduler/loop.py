@@ -256,8 +256,10 @@ class ClusterScheduler(SchedulerState):
     def run(self) -> None:
         while not self.stopped:
             conns = [self._wake_r] + [w.control for w in self.workers.values()]
-            # Waits with a timeout (lc.Lock(...).acquire(timeout=...)) end within 50 ms.
-            timeout = 0.05 if self.coordination.has_deadlines() else 0.5
+            # Waits with a timeout (lc.Lock(...).acquire(timeout=...)) end within 50 ms;
+            # without one there is nothing to expire (a wait asked this round: next round).
+            timed_waits = self.coordination.has_deadlines()
+            timeout = 0.05 if timed_waits else 0.5
             try:
                 for conn in wait(conns, timeout=timeout):
                     if conn is self._wake_r:
@@ -267,7 +269,8 @@ class ClusterScheduler(SchedulerState):
                     if self.stopped:
                         return
                 self.check_workers_started_in_time()
-                self.coordination.expire(time.monotonic())
+                if timed_waits:
+                    self.coordination.expire(time.monotonic())
                 if self.adaptive is not None:
                     self.adaptive.adapt(self)
                 dispatch(self)
