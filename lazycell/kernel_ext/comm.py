@@ -169,7 +169,8 @@ class LabChannel:
         if request is None:
             return
         if request == "snapshot":
-            self._stream_sent = (-1, 0.0)
+            with self._state_lock:  # not lost to a state being built on another thread
+                self._stream_sent = (-1, 0.0)  # this page has no task stream yet
             self.send_state()
             self.send_history()
         elif request == "history":
