@@ -241,6 +241,19 @@ def test_the_advisor_listens_only_while_asked():
         ADVISOR.acquire()
 
 
+def stop_listening_and_listen_again(x):
+    ADVISOR.release()
+    ADVISOR.acquire()
+    return x
+
+
+def test_a_compute_the_advisor_stopped_hearing_midway_is_not_measured():
+    # The first task outlasts a delivery, so the advisor hears the compute begin.
+    first = lc.delayed(time.sleep)(2 * lc.diagnostics.BUS.interval)
+    lc.compute(first, lc.delayed(stop_listening_and_listen_again)(1), scheduler="sync")
+    assert advice_for_last_compute().measure.groups.keys() == {"inc"}  # the fixture's
+
+
 def test_auto_measures_its_own_computes(loop_n):
     ADVISOR.release()  # nothing listens but auto itself
     try:

@@ -619,6 +619,11 @@ class Advisor:
             self._subscription.close()
             self._subscription = None
             BUS.measure_runqueue = False
+            # A compute still running will not be heard to its end (a cluster's
+            # persist outlives the bar): drop it rather than keep it, or half of it.
+            self._running.clear()
+            self._sizes.clear()
+            self._stops.clear()
 
     @property
     def listening_now(self) -> bool:
