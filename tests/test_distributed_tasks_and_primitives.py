@@ -95,6 +95,12 @@ def submit_and_drop():
     return key
 
 
+def resubmit_a_dropped_key(n):
+    client = lc.get_client()
+    with lc.worker_client():  # each future is dropped before the next submit of its key
+        return [client.submit(inc, 7).result(timeout=30) for _ in range(n)]
+
+
 def wait_until(predicate, timeout=20):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -151,6 +157,11 @@ def test_a_task_scatters_data_and_uses_it(client):
 def test_results_a_task_no_longer_holds_are_released(client):
     key = client.submit(submit_and_drop).result(timeout=60)
     wait_until(lambda: not any(key in keys for keys in client.has_what().values()))
+
+
+def test_a_task_submitting_a_key_it_just_dropped_gets_its_result(client):
+    # The release of the dropped future reaches the scheduler before the new submit.
+    assert client.submit(resubmit_a_dropped_key, 100).result(timeout=60) == [8] * 100
 
 
 def test_fire_and_forget_runs_the_task_to_the_end_after_its_future_is_dropped(client, tmp_path):

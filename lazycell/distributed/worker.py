@@ -49,7 +49,9 @@
 - ``replies``: a slot per request a task thread waits on (``request``);
   answered by the control thread, which therefore never asks anything itself.
   Requests that need no answer (a future released in ``__del__``) go through
-  ``told`` and the teller thread, never straight to the socket.
+  ``told`` and the teller thread, never straight to the socket; requests that
+  wait go the same way, so the scheduler reads them all in the order they were
+  made (a release told before a submit of the same key cannot overtake it).
 - ``seceded``: task threads that left the pool (``secede()``) while they wait
   on other tasks; a new task thread took each one's place, and each ends
   after its task unless it rejoined (``rejoin()``: the first idle thread
@@ -266,9 +268,10 @@ class Worker:
                 "setup, a client.run function, or unpickling a task): ask from a task"
             )
         request_id = next(self.request_ids)
+        payload = dumps_control(("client-request", request_id, kind, args))  # errors raise here
         slot: queue.SimpleQueue = queue.SimpleQueue()
         self.replies[request_id] = slot
-        self.send(("client-request", request_id, kind, args))
+        self.told.put(payload)  # after what was told before it (see send_told)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
@@ -293,14 +296,16 @@ class Worker:
     def tell(self, kind: str, *args) -> None:
         """A request that needs no answer (releasing futures, say). Sent by the teller
         thread: it may be called from a Future's ``__del__``, in the middle of a send."""
-        self.told.put(("client-request", None, kind, args))
+        self.told.put(dumps_control(("client-request", None, kind, args)))
 
     def send_told(self) -> None:
+        """Send the requests of tasks' clients, told and asked alike, in the order made:
+        the scheduler must see a key's release before a later submit of that key."""
         while True:
-            message = self.told.get()
-            if message is None:
+            payload = self.told.get()
+            if payload is None:
                 return
-            self.send(message)
+            self.send_payload(payload)
 
     # -- the pool of task threads, and tasks that leave it while they wait (secede)
     def add_task_thread(self) -> None:
@@ -519,7 +524,9 @@ class Worker:
             self.flush_reports()
 
     def send(self, message) -> None:
-        payload = dumps_control(message)
+        self.send_payload(dumps_control(message))
+
+    def send_payload(self, payload: bytes) -> None:
         with self.send_lock:
             try:
                 self.control.send_bytes(payload)
