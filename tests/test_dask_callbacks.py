@@ -275,6 +275,15 @@ def test_callbacks_fire_when_the_graph_runs_on_a_users_pool(executor):
     assert seen.calls[-1] == ("finish", False)
 
 
+def test_callbacks_see_each_task_under_auto_on_the_scheduler_it_picks():
+    x = dask.delayed(sum)([dask.delayed(abs)(i) for i in range(4)])
+    seen = Recorder()
+    with seen:
+        assert x.compute(scheduler=lc.get_scheduler("auto")) == 6
+    assert stable(seen.keys("posttask")) == dask_task_keys(x)
+    assert seen.calls[-1] == ("finish", False)
+
+
 # ----------------------------------------------------- dask's multiprocessing config
 
 

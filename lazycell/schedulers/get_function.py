@@ -42,6 +42,7 @@ from collections.abc import Callable, Hashable, Mapping
 
 from lazycell.graph.spec import DATA, FOREIGN, TaskSpec, run_task
 from lazycell.schedulers.core import order_graph
+from lazycell.schedulers.registry import AutoScheduler
 
 # What dask's local get_async takes that a lazycell run cannot honour, and why.
 _REFUSED_WITH_REASON = {
@@ -251,19 +252,27 @@ class ObservedScheduler:
     def run(self, graph, outputs, *, rerun_exceptions_locally: bool = False) -> dict:
         run = self.callback_run
         run.start_state(graph, order_graph(graph, outputs))
-        scheduler = self.scheduler
-        if self.name in ("sync", "threads"):  # tasks run in this process's threads
-            graph = {
-                key: spec if spec.kind == DATA else _observed_spec(key, spec, run)
-                for key, spec in graph.items()
-            }
-            return scheduler.run(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
-        if self.name in ("processes", "executor"):  # the calling thread sees each task
-            return scheduler.run(
-                graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally, observer=run
-            )
-        # Elsewhere (a cluster) tasks run in other processes: start and finish only.
+        if not isinstance(self.scheduler, AutoScheduler):
+            return _run_observed(self.scheduler, graph, outputs, run, rerun_exceptions_locally)
+        # "auto": observed on the scheduler it picks, as if that had been asked for.
+        with self.scheduler.chosen(graph, outputs) as scheduler:
+            return _run_observed(scheduler, graph, outputs, run, rerun_exceptions_locally)
+
+
+def _run_observed(scheduler, graph, outputs, run: CallbackRun, rerun_exceptions_locally: bool):
+    """``scheduler.run(...)`` with ``run`` told of each task where it can be (see the picture)."""
+    if scheduler.name in ("sync", "threads"):  # tasks run in this process's threads
+        graph = {
+            key: spec if spec.kind == DATA else _observed_spec(key, spec, run)
+            for key, spec in graph.items()
+        }
         return scheduler.run(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
+    if scheduler.name in ("processes", "executor"):  # the calling thread sees each task
+        return scheduler.run(
+            graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally, observer=run
+        )
+    # Elsewhere (a cluster) tasks run in other processes: start and finish only.
+    return scheduler.run(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
 
 
 def _observed_spec(key, spec: TaskSpec, run: CallbackRun) -> TaskSpec:

@@ -24,9 +24,9 @@ run each graph on, and runs it there; with no chooser, on threads.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Executor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -246,6 +246,16 @@ class AutoScheduler:
         *,
         rerun_exceptions_locally: bool = False,
     ) -> dict:
+        with self.chosen(graph, outputs) as delegate:
+            return delegate.run(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
+
+    @contextmanager
+    def chosen(self, graph: Mapping[Hashable, TaskSpec], outputs: list) -> Iterator[Scheduler]:
+        """The scheduler to run ``graph`` on, for a ``with`` block that runs it (measured).
+
+        Apart from :meth:`run` for a caller that runs the graph its own way on
+        the scheduler chosen (dask's callbacks, in ``get_function``).
+        """
         with _lock:
             choose, measuring = _auto_chooser[0] if _auto_chooser else (None, nullcontext)
         with measuring():
@@ -256,11 +266,10 @@ class AutoScheduler:
             with _lock:
                 _last_auto_choice[:] = [choice]
             entry = scheduler_entry(choice.scheduler)
-            delegate = entry.make(
+            yield entry.make(
                 self.num_workers if entry.takes_workers else None,
                 self.pool if entry.name == "threads" else None,
             )
-            return delegate.run(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
 
 
 register_scheduler(
