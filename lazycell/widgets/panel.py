@@ -117,27 +117,46 @@ class ComputePanel:
     # -- rendering: a function of the tracker's latest state
     def render(self, charts: bool | None = None) -> None:
         """Show the latest state; ``charts``: True / False forces, None throttles them."""
-        with self.render_lock, self.tracker.lock:
-            states = self.tracker.states
-            state = next(reversed(states.values()), None) if states else None
-            if state is None:
-                return
-            self.progress.show(state)
-            self._show_memory(state)
-            now = time.monotonic()
-            if state.compute_id != self._charts_compute_id:
-                # A compute's first live charts come chart_interval after it started
-                # (a shorter one gets them at its end): a chart of its first fraction
-                # of a second would show little, and drawing one costs milliseconds.
-                self._charts_compute_id = state.compute_id
-                self._charts_drawn_at = now - state.elapsed()
-            if charts or (charts is None and now - self._charts_drawn_at >= self.chart_interval):
-                self._charts_drawn_at = now
-                self._show_charts(state)
+        with self.render_lock:
+            latest = self.tracker.latest
+            # Asked before taking the tracker's lock: scheduler_info() is a round trip
+            # to the cluster, and the delivering thread needs the lock meanwhile to fold.
+            cluster_memory = (
+                cluster_worker_memory()
+                if latest is not None and latest.scheduler == "distributed"
+                else None
+            )
+            with self.tracker.lock:
+                self._render_locked(charts, cluster_memory)
 
-    def _show_memory(self, state: ComputeState) -> None:
+    def _render_locked(
+        self, charts: bool | None, cluster_memory: dict[str, WorkerMemory] | None
+    ) -> None:
+        states = self.tracker.states
+        state = next(reversed(states.values()), None) if states else None
+        if state is None:
+            return
+        self.progress.show(state)
+        self._show_memory(state, cluster_memory)
+        now = time.monotonic()
+        if state.compute_id != self._charts_compute_id:
+            # A compute's first live charts come chart_interval after it started
+            # (a shorter one gets them at its end): a chart of its first fraction
+            # of a second would show little, and drawing one costs milliseconds.
+            self._charts_compute_id = state.compute_id
+            self._charts_drawn_at = now - state.elapsed()
+        if charts or (charts is None and now - self._charts_drawn_at >= self.chart_interval):
+            self._charts_drawn_at = now
+            self._show_charts(state)
+
+    def _show_memory(
+        self, state: ComputeState, cluster_memory: dict[str, WorkerMemory] | None
+    ) -> None:
         if state.scheduler == "distributed":  # the cluster's workers, as it accounts for them
-            self.memory.show_cluster(cluster_worker_memory())
+            # None: a compute that started since render asked; ask now
+            self.memory.show_cluster(
+                cluster_memory if cluster_memory is not None else cluster_worker_memory()
+            )
             return
         processes = self._processes.get(state.compute_id)
         if processes is None:
