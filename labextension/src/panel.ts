@@ -284,7 +284,7 @@ export class LazycellPanel extends LinkedWidget {
       .map(
         row =>
           `<tr class="lazycell-HistoryRow${row.failed ? ' lazycell-mod-failed' : ''}" data-action="show-cell" ` +
-          `data-cell-id="${escape(row.cellId ?? '')}" data-cell="${escape(row.cell.replace(/\D/g, ''))}" title="${escape(row.title)}">` +
+          `data-cell-id="${escape(row.cellId ?? '')}" data-cell="${row.cellNumber ?? ''}" title="${escape(row.title)}">` +
           `<td>${escape(row.mark)}</td><td>${escape(row.cell)}</td><td>${escape(row.scheduler)}</td>` +
           `<td>${escape(row.tasks)}</td><td>${escape(row.duration)}</td></tr>`
       )

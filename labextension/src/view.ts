@@ -240,6 +240,8 @@ const STATUS_MARKS: Record<string, string> = {
 export interface IHistoryRow {
   id: number;
   cellId: string | null;
+  /** `In [n]`'s n, null outside a cell (for the link to the cell). */
+  cellNumber: number | null;
   mark: string;
   cell: string;
   scheduler: string;
@@ -255,6 +257,7 @@ export function historyRows(entries: IHistoryEntry[]): IHistoryRow[] {
     .map(entry => ({
       id: entry.id,
       cellId: entry.cellId,
+      cellNumber: entry.cell,
       mark: STATUS_MARKS[entry.status] ?? '',
       cell: cellLabel(entry.cell),
       scheduler: entry.scheduler,
