@@ -101,6 +101,10 @@ def resubmit_a_dropped_key(n):
         return [client.submit(inc, 7).result(timeout=30) for _ in range(n)]
 
 
+def submit_needing_a_gpu():
+    return lc.get_client().submit(inc, 1, resources={"GPU": 1})
+
+
 def wait_until(predicate, timeout=20):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -126,6 +130,11 @@ def test_recursive_tasks_on_one_thread_workers_finish_because_waiting_tasks_sece
 
 def test_a_failure_of_an_inner_task_comes_back_as_its_own_type(client):
     assert client.submit(exception_of_inner_failure).result(timeout=60) == ("ValueError", "bad 3")
+
+
+def test_a_task_asking_for_resources_no_worker_offers_is_told_as_in_the_kernel(client):
+    with pytest.raises(ValueError, match="no worker of this cluster offers resource GPU=1"):
+        client.submit(submit_needing_a_gpu).result(timeout=60)
 
 
 def test_a_seceded_task_leaves_its_thread_to_other_tasks(client):

@@ -1792,7 +1792,8 @@ def _mapped_tasks(fn, iterables, kwargs: dict, key, pure: bool) -> tuple[dict, l
 
 def _make_task_options(retries, priority, resources, allow_other_workers) -> TaskOptions | None:
     """The :class:`TaskOptions` of a submit / map / compute; None if all default.
-    Not checked here: the kernel's client checks them (``Client._task_options``)."""
+    Not checked here: the kernel's client checks them (``Client._task_options``), for a
+    task's submit too (``TaskClients.handle``)."""
     if not (retries or priority or resources or allow_other_workers):
         return None
     return TaskOptions(

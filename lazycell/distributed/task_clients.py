@@ -51,6 +51,15 @@ class TaskClients:
         held = self.held.setdefault(worker_name, {})
         if kind == "submit":
             graph, keys, new_keys, restrictions, options = args
+            if options:  # one TaskOptions for the whole submit / map, checked as the kernel's
+                opts = next(iter(options.values()))
+                self.client._task_options(
+                    opts.retries,
+                    opts.priority,
+                    opts.resources,
+                    opts.loose_restrictions,
+                    restrictions,
+                )
             futures = self.client._submit_graph(graph, keys, None, restrictions, options)
             new_keys = set(new_keys)  # a map's keys: looked up once per key
             for key, future in zip(keys, futures):
