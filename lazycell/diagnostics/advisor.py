@@ -756,13 +756,11 @@ class Advisor:
 
     def setting(self, workers: int | None = None) -> Setting:
         cores = core_count()
-        configured = config.get("num_workers")
-        threads = workers or configured or cores
-        processes = workers or configured or cores
+        n = workers or config.get("num_workers") or cores  # threads and processes alike
         return Setting(
             cores=cores,
-            workers={"sync": 1, "threads": threads, "processes": processes},
-            processes_warm=processes_pool_is_running(processes),
+            workers={"sync": 1, "threads": n, "processes": n},
+            processes_warm=processes_pool_is_running(n),
             cluster_open=cluster_is_open(),
         )
 
