@@ -1023,11 +1023,14 @@ class Client:
         """Block until ``n_workers`` workers run (TimeoutError after ``timeout`` seconds)."""
         self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while len(self.scheduler.running_workers()) < n_workers:
+        while True:
+            # Counted on the scheduler thread: it adds and removes workers meanwhile.
+            running = self.scheduler.call(_n_running_workers)
+            if running >= n_workers:
+                return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"only {len(self.scheduler.running_workers())} of {n_workers} workers "
-                    f"running after {timeout} s"
+                    f"only {running} of {n_workers} workers running after {timeout} s"
                 )
             if self.scheduler.stopped:
                 raise RuntimeError("the cluster's scheduler has stopped")
@@ -1584,6 +1587,10 @@ def duration_seconds(value) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def _n_running_workers(scheduler) -> int:
+    return len(scheduler.running_workers())
 
 
 def _when(moment, now: float) -> float | None:
