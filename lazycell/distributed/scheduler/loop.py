@@ -444,8 +444,8 @@ class ClusterScheduler(SchedulerState):
         """A task asked something: the coordination primitives answer here, the rest
         (submit, release, ...) goes to the kernel's client (``task_clients``)."""
         answer = self.answer_to(worker, request_id)
+        clients = self.task_clients  # read once: the kernel swaps it when a Client closes
         if what.startswith(COORDINATION_REQUESTS):
-            clients = self.task_clients
             if clients is not None:  # futures in Variables and Queues (task_clients.py)
                 try:
                     args = clients.import_value(worker.name, what, args)
@@ -455,11 +455,11 @@ class ClusterScheduler(SchedulerState):
                 answer = _exporting(answer, clients, worker.name)
             self.coordination.handle(worker.name, what, args, answer, time.monotonic())
             return
-        if self.task_clients is None:
+        if clients is None:
             answer(False, RuntimeError("no lazycell Client is connected to this cluster"))
             return
         try:
-            value = self.task_clients.handle(worker.name, what, args)
+            value = clients.handle(worker.name, what, args)
         except Exception as exc:
             answer(False, exc)
             return
