@@ -12,6 +12,7 @@ defines the answer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -339,6 +340,24 @@ def test_after_an_initializer_failed_the_next_compute_runs_it_afresh(tmp_path):
         # Every worker's reply to the failed round was read or its worker replaced,
         # so none is taken for this round's answer.
         assert len(marks_of_tasks().compute(scheduler=get_function("processes"))) == 6
+
+
+@pytest.fixture
+def auto_picks_processes():
+    from lazycell.diagnostics.advisor import ADVISOR
+    from lazycell.schedulers.registry import AutoChoice, set_auto_chooser
+
+    set_auto_chooser(lambda graph, outputs, n: AutoChoice("processes", "as the test asks"))
+    yield
+    set_auto_chooser(ADVISOR.choose_for_graph, ADVISOR.listening)
+
+
+@pytest.mark.parametrize("with_callback", [False, True])
+def test_the_initializer_runs_where_auto_picks_processes(auto_picks_processes, with_callback):
+    with dask.config.set({"multiprocessing.initializer": mark_worker}):
+        with Recorder() if with_callback else contextlib.nullcontext():
+            marks = marks_of_tasks().compute(scheduler=lc.get_scheduler("auto", num_workers=2))
+    assert all(mark == f"initialized in {pid}" for mark, pid in marks)
 
 
 def test_an_initializer_that_is_not_callable_is_a_clear_error():

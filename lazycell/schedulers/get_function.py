@@ -125,6 +125,8 @@ def run_for_dask(
             resolve(scheduler, options.get("num_workers"))
         )
     if not observe:
+        if isinstance(scheduler, AutoScheduler):  # dask's config goes to the one it picks
+            scheduler = ObservedScheduler(scheduler, None)
         return get(dsk, keys, scheduler=scheduler, **options)
     from dask.callbacks import local_callbacks  # dask called us: it is imported
 
@@ -238,9 +240,14 @@ class CallbackRun:
 
 
 class ObservedScheduler:
-    """``scheduler`` with a :class:`CallbackRun` told of each task (see the module picture)."""
+    """``scheduler`` with a :class:`CallbackRun` told of each task (see the module picture).
 
-    def __init__(self, scheduler, run: CallbackRun):
+    Under ``"auto"``, the scheduler it picks is observed, with dask's
+    ``multiprocessing.*`` config applied, as if it had been asked for by name
+    (``run`` may be None: the config only).
+    """
+
+    def __init__(self, scheduler, run: CallbackRun | None):
         self.scheduler = scheduler
         self.callback_run = run
         self.name = scheduler.name
@@ -251,16 +258,21 @@ class ObservedScheduler:
 
     def run(self, graph, outputs, *, rerun_exceptions_locally: bool = False) -> dict:
         run = self.callback_run
-        run.start_state(graph, order_graph(graph, outputs))
+        if run is not None:
+            run.start_state(graph, order_graph(graph, outputs))
         if not isinstance(self.scheduler, AutoScheduler):
             return _run_observed(self.scheduler, graph, outputs, run, rerun_exceptions_locally)
-        # "auto": observed on the scheduler it picks, as if that had been asked for.
         with self.scheduler.chosen(graph, outputs) as scheduler:
+            scheduler = _with_dask_multiprocessing_config(scheduler)
             return _run_observed(scheduler, graph, outputs, run, rerun_exceptions_locally)
 
 
-def _run_observed(scheduler, graph, outputs, run: CallbackRun, rerun_exceptions_locally: bool):
+def _run_observed(
+    scheduler, graph, outputs, run: CallbackRun | None, rerun_exceptions_locally: bool
+):
     """``scheduler.run(...)`` with ``run`` told of each task where it can be (see the picture)."""
+    if run is None:
+        return scheduler.run(graph, outputs, rerun_exceptions_locally=rerun_exceptions_locally)
     if scheduler.name in ("sync", "threads"):  # tasks run in this process's threads
         graph = {
             key: spec if spec.kind == DATA else _observed_spec(key, spec, run)
