@@ -143,17 +143,19 @@ def _tasks_text(worker: dict) -> str:
 def static_html(info: dict, dashboard_link: str | None) -> str:
     """A table of the workers (for front ends without widgets, and saved notebooks)."""
     memory = worker_memory_from_info(info)
-    rows = "".join(
-        "<tr>"
-        f"<td>{html.escape(name)}</td>"
-        f"<td>{worker['threads']}</td>"
-        f"<td>{html.escape(memory_text(memory[name]))}</td>"
-        f"<td>{worker['n_results']:,}</td>"
-        f"<td>{task_slots(worker['n_processing'], worker['threads']).running:,}</td>"
-        f"<td>{task_slots(worker['n_processing'], worker['threads']).queued:,}</td>"
-        "</tr>"
-        for name, worker in info["workers"].items()
-    )
+    rows = ""
+    for name, worker in info["workers"].items():
+        slots = task_slots(worker["n_processing"], worker["threads"])
+        rows += (
+            "<tr>"
+            f"<td>{html.escape(name)}</td>"
+            f"<td>{worker['threads']}</td>"
+            f"<td>{html.escape(memory_text(memory[name]))}</td>"
+            f"<td>{worker['n_results']:,}</td>"
+            f"<td>{slots.running:,}</td>"
+            f"<td>{slots.queued:,}</td>"
+            "</tr>"
+        )
     return (
         '<div class="lazycell-cluster">'
         f"<p>{_title_html(info, dashboard_link)}<br>{html.escape(_totals_text(info))}</p>"
