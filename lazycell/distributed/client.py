@@ -742,10 +742,7 @@ class Client:
             named = dict(data)
             names = list(named)
         else:
-            names = [
-                pure_key(type(x).__name__, x) if hash else random_key(type(x).__name__)
-                for x in data
-            ]
+            names = _scattered_keys(data, hash)
             named = dict(zip(names, data))
         graph = {key: data_spec(value) for key, value in named.items()}
         restrictions = dict.fromkeys(graph, _worker_names(workers)) if workers else None
@@ -1809,6 +1806,12 @@ def _make_task_options(retries, priority, resources, allow_other_workers) -> Tas
         resources=dict(resources) if resources else None,
         loose_restrictions=bool(allow_other_workers),
     )
+
+
+def _scattered_keys(values, hash: bool) -> list:
+    """The keys of scattered ``values``: from each value's type and token (random with
+    ``hash=False``), for the kernel's and a task's ``scatter``."""
+    return [pure_key(type(v).__name__, v) if hash else random_key(type(v).__name__) for v in values]
 
 
 def _restrictions(keys: list, workers) -> dict | None:

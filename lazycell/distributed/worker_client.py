@@ -51,6 +51,7 @@ from lazycell.distributed.client import (
     _per_key,
     _refuse_actors,
     _restrictions,
+    _scattered_keys,
     _submitted_task,
     current_client,
 )
@@ -58,7 +59,6 @@ from lazycell.distributed.plugins import worker_of_thread
 from lazycell.distributed.protocol import MissingData
 from lazycell.distributed.scheduler import KeyStatus
 from lazycell.distributed.task_clients import FutureKey
-from lazycell.graph.keys import pure_key, random_key
 from lazycell.graph.spec import data_spec
 from lazycell.schedulers.errors import annotate_task_error
 
@@ -224,10 +224,7 @@ class WorkerClient:
         else:
             single = not isinstance(data, (list, tuple))
             values = [data] if single else list(data)
-            keys = [
-                pure_key(type(v).__name__, v) if hash else random_key(type(v).__name__)
-                for v in values
-            ]
+            keys = _scattered_keys(values, hash)
         graph = {k: data_spec(v) for k, v in zip(keys, values)}
         futures = self._submit_graph(graph, keys, _restrictions(keys, workers), None)
         if isinstance(data, dict):
