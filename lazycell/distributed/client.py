@@ -1390,7 +1390,8 @@ class as_completed:  # noqa: N801 - dask's name, used as a function and as a cla
 
     def is_empty(self) -> bool:
         """True if there is nothing left to yield."""
-        return not self.count()
+        with self.lock:  # not count(): it sums every waiting future, and runs per item
+            return not self.waiting and not self.n_finished
 
     def has_ready(self) -> bool:
         """True if a finished future is waiting to be yielded."""
