@@ -820,11 +820,7 @@ class Client:
         dashboard (``client.dashboard_link``) draws the task stream.
         """
         self._check_open()
-        if plot:
-            raise ValueError(
-                "get_task_stream(plot=True) is not supported; the dashboard "
-                "(client.dashboard_link) draws the task stream"
-            )
+        _refuse_plot(plot)
         now = time.time()
         start, stop = _when(start, now), _when(stop, now)
         records = self.scheduler.call(_task_stream_records)
@@ -1504,11 +1500,7 @@ class get_task_stream:  # noqa: N801 - dask's name for this context manager
     """
 
     def __init__(self, client: Client | None = None, plot: bool = False, **kwargs):
-        if plot:
-            raise ValueError(
-                "get_task_stream(plot=True) is not supported; the dashboard "
-                "(client.dashboard_link) draws the task stream"
-            )
+        _refuse_plot(plot)
         self.client = client
         self.data: list[dict] = []
         self.start: float | None = None
@@ -1737,6 +1729,14 @@ def _holds_future(obj) -> bool:
 def _check_callable(fn, method: str) -> None:
     if not callable(fn):
         raise TypeError(f"client.{method}: the first argument must be a function, not {fn!r}")
+
+
+def _refuse_plot(plot) -> None:
+    if plot:
+        raise ValueError(
+            "get_task_stream(plot=True) is not supported; the dashboard "
+            "(client.dashboard_link) draws the task stream"
+        )
 
 
 def _refuse_actors(actor: bool, actors: bool) -> None:
