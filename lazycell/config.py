@@ -48,6 +48,8 @@ ENV_VARS = {
     "advisor": "LAZYCELL_ADVISOR",
 }
 FILE_KEYS = ("scheduler", "num_workers", "panel.keep_live", "advisor")  # [panel] keep_live = true
+# How a switch may be spelt in the environment or the config file.
+SWITCH_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 _set_values: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -154,22 +156,12 @@ def validate(name: str, value: Any, source: str) -> Any:
             f"pool from {source} must be a concurrent.futures.Executor "
             f"(e.g. ThreadPoolExecutor(4)), not {type(value).__name__}"
         )
-    if name == "panel.keep_live":
-        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-        if isinstance(value, str) and value.strip().lower() in words:
-            return words[value.strip().lower()]
+    if name in ("panel.keep_live", "advisor"):  # switches
         if isinstance(value, bool):
             return value
-        raise ConfigError(
-            f"panel.keep_live {value!r} from {source} must be true or false (or 1 / 0)"
-        )
-    if name == "advisor":
-        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
-        if isinstance(value, str) and value.strip().lower() in words:
-            return words[value.strip().lower()]
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"advisor {value!r} from {source} must be true or false (or 1 / 0)")
+        if isinstance(value, str) and value.strip().lower() in SWITCH_WORDS:
+            return SWITCH_WORDS[value.strip().lower()]
+        raise ConfigError(f"{name} {value!r} from {source} must be true or false (or 1 / 0)")
     raise ConfigError(f"unknown setting {name!r}; known settings are {', '.join(SETTINGS)}")
 
 

@@ -485,3 +485,15 @@ def test_compute_with_invalid_file_raises(home_config_file):
 def test_missing_default_file_is_not_an_error():
     assert config.get("scheduler") == "threads"
     assert lc.delayed(abs)(-1).compute() == 1
+
+
+@pytest.mark.parametrize("name", ["panel.keep_live", "advisor"])
+def test_switches_take_true_false_or_their_words_and_name_a_bad_value(name, monkeypatch):
+    monkeypatch.setenv(config.ENV_VARS[name], "no")
+    assert config.get(name) is False
+    with lc.config.set({name: "Yes"}):
+        assert config.get(name) is True
+    with pytest.raises(config.ConfigError) as error:
+        lc.config.set({name: "maybe"})
+    assert str(error.value).startswith(f"{name} 'maybe' from lc.config.set(")
+    assert str(error.value).endswith("must be true or false (or 1 / 0)")
