@@ -190,7 +190,7 @@ class Worker:
         try:
             self.handle_control_messages()
         finally:
-            self.shut_down(options["threads"])
+            self.shut_down()
 
     def remove_files(self) -> None:
         """Spilled results, and the cluster's socket directory (others' sockets are dead too)."""
@@ -406,7 +406,7 @@ class Worker:
             reply = ("gathered", request_id, moved, f"{type(exc).__name__}: {exc}")
         self.send(reply)
 
-    def shut_down(self, n_threads: int) -> None:
+    def shut_down(self) -> None:
         if self.told_to_stop:
             self.teardown_plugins()
         self.stopping = True
