@@ -253,6 +253,15 @@ def test_release_drops_the_result_from_the_workers(client):
         future.client  # noqa: B018
 
 
+def test_a_released_future_says_so_when_asked_for_its_result(client):
+    future = client.submit(inc, 1001, pure=False)
+    future.release()
+    with pytest.raises(RuntimeError, match="released"):
+        future.result(timeout=30)
+    with pytest.raises(RuntimeError, match="released"):
+        future.exception(timeout=30)
+
+
 # --------------------------------------------------------------------- exceptions, traceback
 
 

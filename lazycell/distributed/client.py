@@ -304,7 +304,7 @@ class Future:
     def result(self, timeout: float | None = None):
         """The value, fetched from the worker holding it; raises the task's error."""
         try:
-            return self._client._gather_keys([(self.key, self._status)], timeout)[self.key]
+            return self.client._gather_keys([(self.key, self._status)], timeout)[self.key]
         except BaseException:
             # The error's traceback keeps this frame: it must not keep the future. (Not
             # before: the caller's reference may have been handed over to ``self``.)
@@ -317,10 +317,10 @@ class Future:
         Raises TimeoutError if the task has not ended within ``timeout`` seconds,
         CancelledError if the future was cancelled (as dask does).
         """
-        self._client._wait_settled([self._status], timeout)
+        self.client._wait_settled([self._status], timeout)
         status = self._status.status
         if status == "error":
-            return self._client._exception_of(self._status)
+            return self.client._exception_of(self._status)
         if status == "cancelled":
             raise concurrent.futures.CancelledError(f"<Future cancelled key={self.key!r}>")
         return None
@@ -335,11 +335,11 @@ class Future:
 
     def cancel(self, **kwargs) -> None:
         """Stop waiting for this key; a pending task is dropped (a running one finishes)."""
-        self._client._cancel_keys([self.key])
+        self.client._cancel_keys([self.key])
 
     def retry(self) -> None:
         """Run the failed task (and failed inputs) again; the future waits for the new run."""
-        self._client.retry([self])
+        self.client.retry([self])
 
     def release(self) -> None:
         """Drop this future now (as if deleted): its result is released once no future
@@ -357,7 +357,7 @@ class Future:
             if not status.event.is_set():
                 status.callbacks.append(call)
                 return
-        self._client.scheduler.callbacks.put(call)
+        self.client.scheduler.callbacks.put(call)
 
     def __await__(self):
         return self._result_async().__await__()
