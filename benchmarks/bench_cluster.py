@@ -29,14 +29,12 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +42,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_schedulers import tree_graph  # noqa: E402
-from tables import print_table  # noqa: E402
+from tables import cluster_bench_start, print_table  # noqa: E402
 
 import lazycell as lc  # noqa: E402
 
@@ -271,17 +269,8 @@ HEADER = ("measure", "lazycell", "dask.distributed", "ratio", "target")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller, faster smoke run")
-    args = parser.parse_args()
-    settings = QUICK if args.quick else Settings()
-    warnings.simplefilter("ignore")
-    import distributed
-
-    print(
-        f"lazycell {lc.__version__}, dask.distributed {distributed.__version__}, "
-        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}\n"
-    )
+    settings, machine = cluster_bench_start(__doc__, QUICK, Settings)
+    print(machine + "\n")
     rows = []
     start_ours, start_theirs = measure_startup(settings)
     rows.append(

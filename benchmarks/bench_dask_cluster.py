@@ -35,16 +35,12 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import gc
-import os
 import statistics
-import sys
 import time
-import warnings
 from dataclasses import dataclass
 
-from tables import print_table
+from tables import cluster_bench_start, print_table
 
 import lazycell as lc
 from lazycell import dask_cluster
@@ -115,17 +111,11 @@ HEADER = ("measure", "seconds", "ratio to dask.delayed", "target")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller, faster smoke run")
-    args = parser.parse_args()
-    settings = QUICK if args.quick else Settings()
-    warnings.simplefilter("ignore")
+    settings, machine = cluster_bench_start(__doc__, QUICK, Settings)
     import distributed
 
     print(
-        f"lazycell {lc.__version__}, dask.distributed {distributed.__version__}, "
-        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-        f"{settings.n_tasks:,} tasks + 1, median of {settings.rounds} interleaved runs\n"
+        f"{machine}; {settings.n_tasks:,} tasks + 1, median of {settings.rounds} interleaved runs\n"
     )
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
