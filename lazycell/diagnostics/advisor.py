@@ -84,7 +84,7 @@ import psutil
 
 from lazycell import config
 from lazycell.diagnostics.compute_state import plural
-from lazycell.diagnostics.resources import descendant_pids, total_memory
+from lazycell.diagnostics.resources import child_pids, total_memory
 from lazycell.events import BUS, group_keys
 from lazycell.events.recording import runqueue_wait
 from lazycell.graph.spec import TaskSpec, key_group
@@ -890,14 +890,8 @@ def kernel_rss(with_children: bool) -> tuple[int, int]:
     rss = kernel_process().memory_info().rss
     if not with_children:
         return rss, 1
-    pids = descendant_pids(os.getpid())
-    if pids is None:
-        try:
-            pids = [child.pid for child in kernel_process().children(recursive=True)]
-        except psutil.Error:
-            pids = []
     n = 1
-    for pid in pids:
+    for pid in child_pids(kernel_process()):
         try:
             rss += psutil.Process(pid).memory_info().rss
             n += 1

@@ -54,6 +54,17 @@ def _proc_children_supported() -> bool:
 PROC_CHILDREN = _proc_children_supported()
 
 
+def child_pids(process: psutil.Process) -> list[int]:
+    """The pids of ``process``'s descendants: :func:`descendant_pids`, else psutil's walk."""
+    pids = descendant_pids(process.pid)
+    if pids is not None:
+        return list(pids)
+    try:
+        return [child.pid for child in process.children(recursive=True)]
+    except psutil.Error:  # it ended meanwhile
+        return []
+
+
 def descendant_pids(pid: int) -> list[int] | None:
     """The pids of ``pid``'s children, recursively; None where the system cannot say cheaply.
 
@@ -133,23 +144,15 @@ class ResourceSampler:
             self.sample()
 
     def _current_processes(self) -> dict[int, psutil.Process]:
-        pids = descendant_pids(self.root.pid)
-        if pids is None:
-            try:
-                children = self.root.children(recursive=True)
-            except psutil.NoSuchProcess:
-                children = []
-            alive = {self.root.pid: self.root, **{child.pid: child for child in children}}
-        else:
-            alive = {self.root.pid: self.root}
-            for pid in pids:
-                process = self._processes.get(pid)
-                if process is None:
-                    try:
-                        process = psutil.Process(pid)
-                    except psutil.NoSuchProcess:
-                        continue
-                alive[pid] = process
+        alive = {self.root.pid: self.root}
+        for pid in child_pids(self.root):
+            process = self._processes.get(pid)
+            if process is None:
+                try:
+                    process = psutil.Process(pid)
+                except psutil.NoSuchProcess:
+                    continue
+            alive[pid] = process
         for pid, process in alive.items():
             if pid not in self._processes:
                 self._processes[pid] = process
