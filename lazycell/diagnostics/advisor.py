@@ -85,6 +85,7 @@ import psutil
 from lazycell import config
 from lazycell.diagnostics.compute_state import plural
 from lazycell.diagnostics.resources import child_pids, total_memory
+from lazycell.diagnostics.workers import format_bytes
 from lazycell.events import BUS, group_keys
 from lazycell.events.recording import runqueue_wait
 from lazycell.graph.spec import TaskSpec, key_group
@@ -481,13 +482,6 @@ def seconds_text(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds:.2f} s"
 
 
-def bytes_text(n: float) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
 def estimates_text(estimates: dict[str, float], measure: ComputeMeasure) -> str:
     parts = []
     for name, seconds in estimates.items():
@@ -524,7 +518,7 @@ def group_lines(group: GroupAdvice, scheduler: str) -> list[str]:
     gil = "unknown (never ran on 2+ threads)" if p.gil_share is None else f"{p.gil_share:.2f}"
     lines.append(
         f"  per task: CPU {seconds_text(p.cpu)}, waiting {seconds_text(p.wait)}, GIL share "
-        f"{gil}; in {bytes_text(p.bytes_in)}, out {bytes_text(p.bytes_out)}"
+        f"{gil}; in {format_bytes(p.bytes_in)}, out {format_bytes(p.bytes_out)}"
         + ("" if g.nbytes_in is not None else " (in: taken as out)")
         + f"; up to {p.parallelism:.0f} at once"
     )
@@ -1112,8 +1106,9 @@ def notes_for(groups: list[GroupAdvice], setting: Setting) -> list[str]:
         moved = g.n_tasks * (p.bytes_in + p.bytes_out)
         if moved > 2e8:
             notes.append(
-                f"{g.name!r} moves {bytes_text(moved)} of inputs and results: on processes all of "
-                "it is pickled; threads share it, a local cluster keeps it on its workers"
+                f"{g.name!r} moves {format_bytes(moved)} of inputs and results: "
+                "on processes all of it is pickled; threads share it, "
+                "a local cluster keeps it on its workers"
             )
     return notes
 
@@ -1124,21 +1119,22 @@ def memory_text(memory: MemoryUse) -> str:
     who = "this process" + (
         f" and its {children} child process{'es' if children > 1 else ''}" if children else ""
     )
-    how = f"highest RSS of its reads, a few a second: {bytes_text(memory.rss_peak)}"
+    how = f"highest RSS of its reads, a few a second: {format_bytes(memory.rss_peak)}"
     if memory.held_peak is not None:
-        how += f"; results held at once ≈ {bytes_text(memory.held_peak)}, by their estimated sizes"
+        held = format_bytes(memory.held_peak)
+        how += f"; results held at once ≈ {held}, by their estimated sizes"
     return (
-        f"{who} peaked at ≈ {bytes_text(memory.peak)} ({how}), {memory.share:.0%} of "
-        f"{bytes_text(memory.limit)} ({memory.limit_source}); the compute's own ≈ "
-        f"{bytes_text(memory.own)}"
+        f"{who} peaked at ≈ {format_bytes(memory.peak)} ({how}), {memory.share:.0%} of "
+        f"{format_bytes(memory.limit)} ({memory.limit_source}); the compute's own ≈ "
+        f"{format_bytes(memory.own)}"
     )
 
 
 def memory_note(memory: MemoryUse, setting: Setting) -> str:
     limit = cluster_memory_limit_text(memory, setting.cores)
     return (
-        f"memory came near the limit ({memory.share:.0%} of {bytes_text(memory.limit)}, "
-        f"{bytes_text(memory.own)} of it this compute's): there the machine swaps or the kernel "
+        f"memory came near the limit ({memory.share:.0%} of {format_bytes(memory.limit)}, "
+        f"{format_bytes(memory.own)} of it this compute's): there the machine swaps or the kernel "
         f'is killed. A local cluster (lc.Client(memory_limit="{limit}"), then --scheduler '
         "distributed) keeps results on its workers, which spill them to disk above "
         f"{CLUSTER_SPILL_SHARE:.0%} of their limit. This is about memory, not speed: it may "
@@ -1153,8 +1149,8 @@ def memory_hint(advice: Advice) -> str | None:
         return None
     limit = cluster_memory_limit_text(memory, advice.setting.cores)
     return (
-        f"memory peaked at ≈ {bytes_text(memory.peak)}, {memory.share:.0%} of "
-        f"{bytes_text(memory.limit)} — --scheduler distributed with "
+        f"memory peaked at ≈ {format_bytes(memory.peak)}, {memory.share:.0%} of "
+        f"{format_bytes(memory.limit)} — --scheduler distributed with "
         f'lc.Client(memory_limit="{limit}") spills results to disk above '
         f"{CLUSTER_SPILL_SHARE:.0%} of each worker's limit: maybe slower, but it finishes "
         "instead of swapping or being killed"
@@ -1194,7 +1190,7 @@ def hint_text(advice: Advice) -> str | None:
     elif main.kind.startswith("waits"):
         why = f"{g.name!r} mostly waits (CPU/wall {ratio or 0:.2f})"
     elif m.scheduler == "processes" and p.bytes_in + p.bytes_out > 1e5:
-        moved = bytes_text(g.n_tasks * (p.bytes_in + p.bytes_out))
+        moved = format_bytes(g.n_tasks * (p.bytes_in + p.bytes_out))
         why = f"{g.name!r} moves {moved} through pickling"
     elif m.scheduler == "sync":
         why = f"{g.name!r} is CPU work run on one core of {advice.setting.cores}"

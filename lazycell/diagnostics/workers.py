@@ -133,3 +133,11 @@ def worker_memory_from_info(info: dict, total_memory: int | None = None) -> dict
         )
         for name, worker in workers.items()
     }
+
+
+def format_bytes(n: float) -> str:
+    """``1234567 -> "1.2 MB"`` (the panels' and the advisor's one way to write a size)."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"

@@ -28,19 +28,12 @@ from lazycell.diagnostics.workers import (
     DANGER_FRACTION,
     WARN_FRACTION,
     WorkerMemory,
+    format_bytes,
     limit_rule,
 )
 from lazycell.widgets.rows import BarNamedRow, reuse_rows
 
 NAME_WIDTH = "150px"
-
-
-def format_bytes(n: float) -> str:
-    """``1234567 -> "1.2 MB"``."""
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def memory_bar_style(fraction: float) -> str:
